@@ -1,0 +1,22 @@
+//! Step 4 of a pass: findings -> alerts. [`render`] builds the
+//! `connect-slr-guard/alert/v1` document and its readable text; [`publish`]
+//! sends one SNS message per finding.
+
+mod publish;
+mod render;
+
+pub use publish::{PublishError, publish};
+pub use render::{Alert, SCHEMA, sns_message, subject, text};
+
+use serde::Serialize;
+
+use crate::trigger::Trigger;
+
+/// What every alert of one pass shares.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassContext {
+    pub account: String,
+    pub region: String,
+    pub trigger: Trigger,
+    pub observed_at: String,
+}

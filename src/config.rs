@@ -1,0 +1,208 @@
+//! Typed settings, from the environment (Lambda) or flags (CLI). Invalid
+//! values fail at start-up with a message naming the setting.
+
+use crate::rules::RuleSettings;
+
+pub const DEFAULT_CONNECT_API_RPS: f64 = 2.0;
+pub const CONNECT_API_BURST: u32 = 5;
+const MAX_CONNECT_API_RPS: f64 = 1000.0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `ALERT_TOPIC_ARN`: where alerts go. Required by the Lambda.
+    pub alert_topic_arn: Option<String>,
+    /// `LEDGER_TABLE`: accepted for forward compatibility; not used yet.
+    pub ledger_table: Option<String>,
+    /// `REQUIRED_GRANT_OPERATIONS`: default `Decrypt,GenerateDataKey`.
+    pub rules: RuleSettings,
+    /// `CONNECT_API_RPS`: Connect calls per second this guard allows itself.
+    pub connect_api_rps: f64,
+}
+
+/// The settings as text, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct RawSettings {
+    pub alert_topic_arn: Option<String>,
+    pub ledger_table: Option<String>,
+    pub required_grant_operations: Option<String>,
+    pub connect_api_rps: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name} is required")]
+    Missing { name: &'static str },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl RawSettings {
+    pub fn from_env() -> Self {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        RawSettings {
+            alert_topic_arn: get("ALERT_TOPIC_ARN"),
+            ledger_table: get("LEDGER_TABLE"),
+            required_grant_operations: get("REQUIRED_GRANT_OPERATIONS"),
+            connect_api_rps: get("CONNECT_API_RPS"),
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Settings::parse(RawSettings::from_env())
+    }
+
+    pub fn parse(raw: RawSettings) -> Result<Self, ConfigError> {
+        Ok(Settings {
+            alert_topic_arn: raw.alert_topic_arn.map(topic_arn).transpose()?,
+            ledger_table: raw.ledger_table,
+            rules: RuleSettings {
+                required_grant_operations: match raw.required_grant_operations {
+                    Some(ops) => grant_operations(&ops)?,
+                    None => RuleSettings::default().required_grant_operations,
+                },
+            },
+            connect_api_rps: match raw.connect_api_rps {
+                Some(rps) => connect_rps(&rps)?,
+                None => DEFAULT_CONNECT_API_RPS,
+            },
+        })
+    }
+
+    /// The topic, for callers that cannot run without one.
+    pub fn require_topic(&self) -> Result<&str, ConfigError> {
+        self.alert_topic_arn.as_deref().ok_or(ConfigError::Missing {
+            name: "ALERT_TOPIC_ARN",
+        })
+    }
+}
+
+fn topic_arn(value: String) -> Result<String, ConfigError> {
+    let parts: Vec<&str> = value.split(':').collect();
+    if parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[5].is_empty() {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "ALERT_TOPIC_ARN",
+            value,
+            reason: "expected arn:<partition>:sns:<region>:<account>:<topic>".to_owned(),
+        })
+    }
+}
+
+fn grant_operations(value: &str) -> Result<Vec<String>, ConfigError> {
+    let known = aws_sdk_kms::types::GrantOperation::values();
+    let ops: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|op| !op.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "REQUIRED_GRANT_OPERATIONS",
+        value: value.to_owned(),
+        reason,
+    };
+    if ops.is_empty() {
+        return Err(invalid("name at least one KMS grant operation".to_owned()));
+    }
+    match ops.iter().find(|op| !known.contains(&op.as_str())) {
+        Some(unknown) => Err(invalid(format!("{unknown} is not a KMS grant operation"))),
+        None => Ok(ops),
+    }
+}
+
+fn connect_rps(value: &str) -> Result<f64, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(rps) if rps > 0.0 && rps <= MAX_CONNECT_API_RPS => Ok(rps),
+        _ => Err(ConfigError::Invalid {
+            name: "CONNECT_API_RPS",
+            value: value.to_owned(),
+            reason: format!("expected a number above 0 and at most {MAX_CONNECT_API_RPS}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawSettings {
+        RawSettings::default()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let settings = Settings::parse(raw()).unwrap();
+        assert_eq!(settings.connect_api_rps, 2.0);
+        assert_eq!(
+            settings.rules.required_grant_operations,
+            vec!["Decrypt", "GenerateDataKey"]
+        );
+        assert_eq!(
+            settings.require_topic(),
+            Err(ConfigError::Missing {
+                name: "ALERT_TOPIC_ARN"
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_setting() {
+        let cases = [
+            RawSettings {
+                alert_topic_arn: Some("my-topic".into()),
+                ..raw()
+            },
+            RawSettings {
+                required_grant_operations: Some("Decrypt,Frobnicate".into()),
+                ..raw()
+            },
+            RawSettings {
+                required_grant_operations: Some(" , ".into()),
+                ..raw()
+            },
+            RawSettings {
+                connect_api_rps: Some("0".into()),
+                ..raw()
+            },
+            RawSettings {
+                connect_api_rps: Some("fast".into()),
+                ..raw()
+            },
+            RawSettings {
+                connect_api_rps: Some("NaN".into()),
+                ..raw()
+            },
+        ];
+        for case in cases {
+            let err = Settings::parse(case.clone()).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { .. }),
+                "{case:?} gave {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_custom_values() {
+        let settings = Settings::parse(RawSettings {
+            alert_topic_arn: Some("arn:aws:sns:eu-west-2:111122223333:alerts".into()),
+            required_grant_operations: Some("Decrypt, GenerateDataKey ,DescribeKey".into()),
+            connect_api_rps: Some("20".into()),
+            ..raw()
+        })
+        .unwrap();
+        assert_eq!(
+            settings.require_topic().unwrap(),
+            "arn:aws:sns:eu-west-2:111122223333:alerts"
+        );
+        assert_eq!(settings.rules.required_grant_operations.len(), 3);
+        assert_eq!(settings.connect_api_rps, 20.0);
+    }
+}

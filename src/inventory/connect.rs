@@ -1,0 +1,135 @@
+//! Amazon Connect reads: instances and their storage configs. Every call is
+//! paced to the account's Connect quota.
+
+use aws_sdk_connect::types::{InstanceStorageConfig, InstanceStorageResourceType, InstanceSummary};
+
+use super::read::ReadError;
+use super::{Aws, Observed};
+use crate::model::{Instance, StorageConfig};
+
+/// The storage types that give the SLR work (AWS-FACTS: Connect storage).
+pub const STORAGE_TYPES: [InstanceStorageResourceType; 10] = [
+    InstanceStorageResourceType::ContactTraceRecords,
+    InstanceStorageResourceType::AgentEvents,
+    InstanceStorageResourceType::CallRecordings,
+    InstanceStorageResourceType::ChatTranscripts,
+    InstanceStorageResourceType::ScheduledReports,
+    InstanceStorageResourceType::ScreenRecordings,
+    InstanceStorageResourceType::EmailMessages,
+    InstanceStorageResourceType::Attachments,
+    InstanceStorageResourceType::ContactEvaluations,
+    InstanceStorageResourceType::MediaStreams,
+];
+
+#[tracing::instrument(skip(aws))]
+pub async fn list_instances(aws: &Aws) -> Result<Vec<Instance>, ReadError> {
+    let mut pages = aws.connect.list_instances().into_paginator().send();
+    let mut instances = Vec::new();
+    loop {
+        aws.connect_pace.wait().await;
+        match pages.try_next().await? {
+            Some(page) => instances.extend(page.instance_summary_list().iter().map(from_summary)),
+            None => return Ok(instances),
+        }
+    }
+}
+
+#[tracing::instrument(skip(aws))]
+pub async fn describe_instance(aws: &Aws, instance_id: &str) -> Result<Instance, ReadError> {
+    aws.connect_pace.wait().await;
+    let output = aws
+        .connect
+        .describe_instance()
+        .instance_id(instance_id)
+        .send()
+        .await?;
+    let found = output.instance().ok_or(ReadError::NotFound)?;
+    Ok(new_instance(
+        found.id(),
+        found.arn(),
+        found.instance_alias(),
+        found.instance_status().map(|s| s.as_str()),
+        found.service_role(),
+    ))
+}
+
+fn from_summary(summary: &InstanceSummary) -> Instance {
+    new_instance(
+        summary.id(),
+        summary.arn(),
+        summary.instance_alias(),
+        summary.instance_status().map(|s| s.as_str()),
+        summary.service_role(),
+    )
+}
+
+fn new_instance(
+    id: Option<&str>,
+    arn: Option<&str>,
+    alias: Option<&str>,
+    status: Option<&str>,
+    service_role: Option<&str>,
+) -> Instance {
+    Instance {
+        id: id.unwrap_or_default().to_owned(),
+        arn: arn.unwrap_or_default().to_owned(),
+        alias: alias.map(str::to_owned),
+        status: status.unwrap_or("UNKNOWN").to_owned(),
+        service_role: service_role.filter(|r| !r.is_empty()).map(str::to_owned),
+        checked: false,
+        storage: Observed::Unverified("not read".to_owned()),
+        domain: Observed::Unverified("not read".to_owned()),
+    }
+}
+
+/// All storage configs of the types in [`STORAGE_TYPES`]: one paginated
+/// call per type, as the API requires.
+#[tracing::instrument(skip(aws))]
+pub async fn storage_configs(
+    aws: &Aws,
+    instance_id: &str,
+) -> Result<Vec<StorageConfig>, ReadError> {
+    let mut configs = Vec::new();
+    for resource_type in STORAGE_TYPES {
+        let mut pages = aws
+            .connect
+            .list_instance_storage_configs()
+            .instance_id(instance_id)
+            .resource_type(resource_type.clone())
+            .into_paginator()
+            .send();
+        loop {
+            aws.connect_pace.wait().await;
+            let Some(page) = pages.try_next().await? else {
+                break;
+            };
+            configs.extend(
+                page.storage_configs()
+                    .iter()
+                    .map(|c| from_storage_config(resource_type.as_str(), c)),
+            );
+        }
+    }
+    Ok(configs)
+}
+
+fn from_storage_config(resource_type: &str, config: &InstanceStorageConfig) -> StorageConfig {
+    let key = config
+        .s3_config()
+        .and_then(|s3| s3.encryption_config())
+        .or_else(|| config.kinesis_video_stream_config()?.encryption_config())
+        .map(|e| e.key_id())
+        .filter(|k| !k.is_empty());
+    StorageConfig {
+        resource_type: resource_type.to_owned(),
+        association_id: config.association_id().unwrap_or_default().to_owned(),
+        storage_type: config.storage_type().as_str().to_owned(),
+        stream_arn: config
+            .kinesis_stream_config()
+            .map(|k| k.stream_arn().to_owned()),
+        firehose_arn: config
+            .kinesis_firehose_config()
+            .map(|f| f.firehose_arn().to_owned()),
+        kms_key: key.map(str::to_owned),
+    }
+}

@@ -1,0 +1,48 @@
+//! KMS reads: key state and owner, and the grants on a key.
+
+use aws_sdk_kms::types::KeyManagerType;
+
+use super::Aws;
+use super::read::ReadError;
+use crate::model::{Grant, Key};
+
+#[tracing::instrument(skip(aws))]
+pub async fn describe_key(aws: &Aws, key: &str) -> Result<Key, ReadError> {
+    let output = aws.kms.describe_key().key_id(key).send().await?;
+    let metadata = output.key_metadata().ok_or(ReadError::NotFound)?;
+    Ok(Key {
+        arn: metadata.arn().unwrap_or(key).to_owned(),
+        state: metadata
+            .key_state()
+            .map_or("Unknown", |s| s.as_str())
+            .to_owned(),
+        customer_managed: metadata.key_manager() == Some(&KeyManagerType::Customer),
+        grants: None,
+    })
+}
+
+#[tracing::instrument(skip(aws))]
+pub async fn list_grants(aws: &Aws, key_arn: &str) -> Result<Vec<Grant>, ReadError> {
+    let entries = aws
+        .kms
+        .list_grants()
+        .key_id(key_arn)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await?;
+    Ok(entries
+        .into_iter()
+        .map(|g| Grant {
+            id: g.grant_id.unwrap_or_default(),
+            grantee: g.grantee_principal.unwrap_or_default(),
+            operations: g
+                .operations
+                .unwrap_or_default()
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect(),
+        })
+        .collect())
+}

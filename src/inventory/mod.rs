@@ -1,0 +1,327 @@
+//! Step 2 of a pass: the only code that reads AWS. Read-only, paginated,
+//! scoped (an event about one instance never sweeps the account), with
+//! bounded concurrency. Returns a plain [`Snapshot`]; SDK types stop here.
+
+mod connect;
+mod iam;
+mod kms;
+mod pace;
+mod profiles;
+mod read;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use tokio::time::Instant;
+
+pub use connect::STORAGE_TYPES;
+pub use pace::Pace;
+pub use read::ReadError;
+
+use crate::model::{Incomplete, Instance, Observed, Snapshot, arn_account};
+use crate::rules::PROFILES_MANAGED_PREFIX;
+use crate::trigger::Scope;
+
+/// The AWS clients of one process, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub connect: aws_sdk_connect::Client,
+    pub profiles: aws_sdk_customerprofiles::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub connect_pace: std::sync::Arc<Pace>,
+    pub region: String,
+}
+
+impl Aws {
+    pub fn new(config: &aws_config::SdkConfig, connect_pace: Pace) -> Self {
+        Aws {
+            connect: aws_sdk_connect::Client::new(config),
+            profiles: aws_sdk_customerprofiles::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            kms: aws_sdk_kms::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            connect_pace: std::sync::Arc::new(connect_pace),
+            region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// How hard and how long a pass may read.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Instances read at the same time.
+    pub concurrency: usize,
+    /// No new instance is started after this; what is left is reported
+    /// as `CHECK_INCOMPLETE`.
+    pub deadline: Option<Instant>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 4,
+            deadline: None,
+        }
+    }
+}
+
+impl Options {
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+const DEADLINE_REASON: &str =
+    "the pass reached its deadline before reading this; the next pass retries it";
+
+/// Reads what `scope` needs into a snapshot.
+pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
+    let mut snapshot = Snapshot {
+        region: aws.region.clone(),
+        ..Snapshot::default()
+    };
+    let mut instances = match select_instances(aws, scope).await {
+        Ok(instances) => instances,
+        Err(err) => {
+            snapshot.incomplete.push(Incomplete {
+                instance_arn: None,
+                resource_arn: format!("arn:aws:connect:{}:*:instance/*", aws.region),
+                what: "Amazon Connect instances".to_owned(),
+                reason: err.reason(),
+            });
+            return snapshot;
+        }
+    };
+    // A domain event names its instances only through their links, so it
+    // reads storage after it knows which instances to check.
+    let storage_first = !matches!(scope, Scope::Domain(_));
+    read_links(aws, &mut instances, storage_first, opts).await;
+    let mut domain_names: BTreeSet<String> = linked_domains(&instances);
+    if let Scope::Domain(name) = scope {
+        domain_names.insert(name.clone());
+    }
+    snapshot.domains = read_all(domain_names, opts, |name| async move {
+        profiles::get_domain(aws, &name).await
+    })
+    .await;
+    let mut key_refs = key_references(&snapshot, &instances);
+    if let Scope::Key(key) = scope {
+        key_refs.insert(key.clone());
+    }
+    snapshot.keys = read_all(key_refs, opts, |key| async move {
+        kms::describe_key(aws, &key).await
+    })
+    .await;
+
+    focus(&mut instances, scope, &snapshot);
+    if !storage_first {
+        read_storage_of_checked(aws, &mut instances, opts).await;
+        let new_refs: BTreeSet<String> = key_references(&snapshot, &instances)
+            .into_iter()
+            .filter(|k| !snapshot.keys.contains_key(k))
+            .collect();
+        let more = read_all(new_refs, opts, |key| async move {
+            kms::describe_key(aws, &key).await
+        })
+        .await;
+        snapshot.keys.extend(more);
+    }
+    snapshot.account = instances
+        .iter()
+        .find_map(|i| arn_account(&i.arn))
+        .map(str::to_owned);
+    snapshot.instances = instances;
+    let role_arns = snapshot
+        .instances
+        .iter()
+        .filter(|i| i.checked && i.is_active())
+        .filter_map(|i| i.service_role.clone())
+        .collect();
+    snapshot.roles = read_all(role_arns, opts, |arn| async move {
+        iam::read_role(aws, crate::rules::role_name(&arn)).await
+    })
+    .await;
+    read_grants(aws, &mut snapshot, opts).await;
+    snapshot.connect_domains = connect_domains(aws, scope, &snapshot).await;
+    snapshot
+}
+
+async fn select_instances(aws: &Aws, scope: &Scope) -> Result<Vec<Instance>, ReadError> {
+    match scope {
+        Scope::Instance(id) => match connect::describe_instance(aws, id).await {
+            Ok(instance) => Ok(vec![instance]),
+            Err(ReadError::NotFound) => Ok(Vec::new()),
+            Err(err) => Err(err),
+        },
+        Scope::Role(name) => {
+            let suffix = format!("/{name}");
+            let mut all = connect::list_instances(aws).await?;
+            all.retain(|i| {
+                i.service_role
+                    .as_deref()
+                    .is_some_and(|r| r.ends_with(&suffix))
+            });
+            Ok(all)
+        }
+        Scope::Domain(_) | Scope::Key(_) | Scope::Everything => connect::list_instances(aws).await,
+    }
+}
+
+/// Reads each active instance's domain link (and storage configs when
+/// `with_storage`), a bounded number of instances at a time.
+async fn read_links(aws: &Aws, instances: &mut [Instance], with_storage: bool, opts: &Options) {
+    let reads = stream::iter(instances.iter_mut().filter(|i| i.is_active()))
+        .map(|instance| async move {
+            if opts.out_of_time() {
+                instance.domain = Observed::Unverified(DEADLINE_REASON.to_owned());
+                instance.storage = Observed::Unverified(DEADLINE_REASON.to_owned());
+                return;
+            }
+            instance.domain =
+                observed(profiles::domain_of_instance(aws, &instance.arn).await).or_found(None);
+            if with_storage {
+                instance.storage = observed(connect::storage_configs(aws, &instance.id).await)
+                    .or_found(Vec::new());
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1));
+    reads.collect::<()>().await;
+}
+
+async fn read_storage_of_checked(aws: &Aws, instances: &mut [Instance], opts: &Options) {
+    let reads = stream::iter(instances.iter_mut().filter(|i| i.checked && i.is_active()))
+        .map(|instance| async move {
+            instance.storage = if opts.out_of_time() {
+                Observed::Unverified(DEADLINE_REASON.to_owned())
+            } else {
+                observed(connect::storage_configs(aws, &instance.id).await).or_found(Vec::new())
+            };
+        })
+        .buffer_unordered(opts.concurrency.max(1));
+    reads.collect::<()>().await;
+}
+
+/// Reads every item once, bounded, into a map keyed by the item.
+async fn read_all<T, F, Fut>(
+    items: BTreeSet<String>,
+    opts: &Options,
+    read: F,
+) -> BTreeMap<String, Observed<T>>
+where
+    F: Fn(String) -> Fut + Copy,
+    Fut: Future<Output = Result<T, ReadError>>,
+{
+    stream::iter(items)
+        .map(|item| async move {
+            let value = if opts.out_of_time() {
+                Observed::Unverified(DEADLINE_REASON.to_owned())
+            } else {
+                observed(read(item.clone()).await)
+            };
+            (item, value)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await
+}
+
+fn observed<T>(result: Result<T, ReadError>) -> Observed<T> {
+    match result {
+        Ok(value) => Observed::Found(value),
+        Err(ReadError::NotFound) => Observed::Absent,
+        Err(ReadError::Failed(reason)) => Observed::Unverified(reason),
+    }
+}
+
+fn linked_domains(instances: &[Instance]) -> BTreeSet<String> {
+    instances
+        .iter()
+        .filter_map(|i| i.domain.found().cloned().flatten())
+        .collect()
+}
+
+fn key_references(snapshot: &Snapshot, instances: &[Instance]) -> BTreeSet<String> {
+    instances
+        .iter()
+        .flat_map(|i| crate::rules::key_uses(snapshot, i))
+        .map(|(key, _)| key.to_owned())
+        .collect()
+}
+
+/// Marks the instances this pass verifies; the others are context.
+fn focus(instances: &mut [Instance], scope: &Scope, snapshot: &Snapshot) {
+    for instance in instances.iter_mut() {
+        instance.checked = match scope {
+            Scope::Domain(name) => instance.domain.found() == Some(&Some(name.clone())),
+            Scope::Key(key) => depends_on_key(snapshot, instance, key),
+            Scope::Everything | Scope::Instance(_) | Scope::Role(_) => true,
+        };
+    }
+}
+
+fn depends_on_key(snapshot: &Snapshot, instance: &Instance, key: &str) -> bool {
+    let resolved = |r: &str| {
+        snapshot
+            .keys
+            .get(r)
+            .and_then(|k| k.found())
+            .map(|k| k.arn.clone())
+    };
+    let target = resolved(key);
+    crate::rules::key_uses(snapshot, instance)
+        .into_iter()
+        .any(|(reference, _)| {
+            same_key(reference, key) || (target.is_some() && resolved(reference) == target)
+        })
+}
+
+/// A key id and the ARN that ends in it name the same key.
+fn same_key(a: &str, b: &str) -> bool {
+    a == b || a.ends_with(&format!(":key/{b}")) || b.ends_with(&format!(":key/{a}"))
+}
+
+/// Grants of the enabled customer managed keys that checked instances use.
+async fn read_grants(aws: &Aws, snapshot: &mut Snapshot, opts: &Options) {
+    let used: BTreeSet<String> = snapshot
+        .instances
+        .iter()
+        .filter(|i| i.checked && i.is_active())
+        .flat_map(|i| crate::rules::key_uses(snapshot, i))
+        .filter_map(|(reference, _)| snapshot.keys.get(reference)?.found())
+        .filter(|k| k.customer_managed && k.is_usable())
+        .map(|k| k.arn.clone())
+        .collect();
+    let grants = read_all(used, opts, |arn| async move {
+        kms::list_grants(aws, &arn).await
+    })
+    .await;
+    for key in snapshot.keys.values_mut() {
+        if let Observed::Found(key) = key
+            && let Some(found) = grants.get(&key.arn)
+        {
+            key.grants = Some(found.clone());
+        }
+    }
+}
+
+async fn connect_domains(aws: &Aws, scope: &Scope, snapshot: &Snapshot) -> Observed<Vec<String>> {
+    match scope {
+        Scope::Everything => observed(profiles::list_domains(aws).await).map_found(|names| {
+            names
+                .into_iter()
+                .filter(|n| n.starts_with(PROFILES_MANAGED_PREFIX))
+                .collect()
+        }),
+        Scope::Domain(name)
+            if name.starts_with(PROFILES_MANAGED_PREFIX)
+                && matches!(snapshot.domains.get(name), Some(Observed::Found(_))) =>
+        {
+            Observed::Found(vec![name.clone()])
+        }
+        _ => Observed::Found(Vec::new()),
+    }
+}

@@ -1,0 +1,22 @@
+//! connect-slr-guard: re-verifies Amazon Connect service-linked roles (SLRs)
+//! and the KMS grants behind them, and alerts on drift.
+//!
+//! One pass has four steps, one module each:
+//!
+//! - [`trigger`]: an untrusted EventBridge event -> a [`trigger::Scope`] (pure).
+//! - [`inventory`]: the only code that reads AWS; scope -> [`model::Snapshot`].
+//! - [`rules`]: snapshot -> [`finding::Finding`]s (pure, no IO, no clock).
+//! - [`alert`]: findings -> SNS messages in the `connect-slr-guard/alert/v1` format.
+//!
+//! [`guard`] runs one pass end to end; [`config`] holds the typed settings.
+//! The two binaries in `src/bin/` only parse their input and call [`guard`].
+
+pub mod alert;
+pub mod config;
+pub mod finding;
+pub mod guard;
+pub mod inventory;
+pub mod model;
+pub mod policy;
+pub mod rules;
+pub mod trigger;

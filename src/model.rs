@@ -1,0 +1,170 @@
+//! The snapshot: plain, serialisable data that the inventory reads and the
+//! rules judge. No SDK types, so a snapshot can be saved and re-evaluated.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a read found: the thing, its confirmed absence, or why it could not
+/// be read. `Unverified` must never be treated as healthy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "value", rename_all = "snake_case")]
+pub enum Observed<T> {
+    Found(T),
+    Absent,
+    Unverified(String),
+}
+
+impl<T> Observed<T> {
+    pub fn found(&self) -> Option<&T> {
+        match self {
+            Observed::Found(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// For reads where "not found" means "none" (e.g. no linked domain).
+    pub fn or_found(self, empty: T) -> Observed<T> {
+        match self {
+            Observed::Absent => Observed::Found(empty),
+            other => other,
+        }
+    }
+
+    pub fn map_found<U>(self, f: impl FnOnce(T) -> U) -> Observed<U> {
+        match self {
+            Observed::Found(value) => Observed::Found(f(value)),
+            Observed::Absent => Observed::Absent,
+            Observed::Unverified(reason) => Observed::Unverified(reason),
+        }
+    }
+
+    pub fn unverified_reason(&self) -> Option<&str> {
+        match self {
+            Observed::Unverified(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub account: Option<String>,
+    pub region: String,
+    pub instances: Vec<Instance>,
+    /// Roles by ARN, as named by the instances' `ServiceRole`.
+    pub roles: BTreeMap<String, Observed<Role>>,
+    /// Customer Profiles domains by name.
+    pub domains: BTreeMap<String, Observed<Domain>>,
+    /// KMS keys by the reference the account uses for them (ARN, id or alias).
+    pub keys: BTreeMap<String, Observed<Key>>,
+    /// The `amazon-connect-*` domains to judge for cross-domain exposure.
+    pub connect_domains: Observed<Vec<String>>,
+    /// Reads that failed before any instance could be named (e.g. ListInstances).
+    pub incomplete: Vec<Incomplete>,
+}
+
+impl Default for Observed<Vec<String>> {
+    fn default() -> Self {
+        Observed::Found(Vec::new())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incomplete {
+    pub instance_arn: Option<String>,
+    pub resource_arn: String,
+    pub what: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub arn: String,
+    pub alias: Option<String>,
+    pub status: String,
+    pub service_role: Option<String>,
+    /// True when the pass verifies this instance; false when it is only
+    /// context (e.g. for cross-domain exposure).
+    pub checked: bool,
+    pub storage: Observed<Vec<StorageConfig>>,
+    /// The Customer Profiles domain linked to the instance, if any.
+    pub domain: Observed<Option<String>>,
+}
+
+impl Instance {
+    pub fn is_active(&self) -> bool {
+        self.status == "ACTIVE"
+    }
+
+    pub fn label(&self) -> &str {
+        self.alias.as_deref().unwrap_or(&self.id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageConfig {
+    pub resource_type: String,
+    pub association_id: String,
+    pub storage_type: String,
+    pub stream_arn: Option<String>,
+    pub firehose_arn: Option<String>,
+    pub kms_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    pub arn: String,
+    pub name: String,
+    pub path: String,
+    /// The trust policy, URL-decoded and parsed.
+    pub trust_policy: serde_json::Value,
+    pub attached_policies: Vec<String>,
+    pub inline_policies: Vec<InlinePolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InlinePolicy {
+    pub name: String,
+    pub document: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Domain {
+    pub name: String,
+    /// Key ARN; `None` when the domain uses an AWS owned key.
+    pub encryption_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Key {
+    pub arn: String,
+    pub state: String,
+    pub customer_managed: bool,
+    /// Read only for enabled customer managed keys that a checked instance uses.
+    pub grants: Option<Observed<Vec<Grant>>>,
+}
+
+impl Key {
+    pub fn is_usable(&self) -> bool {
+        self.state == "Enabled"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: String,
+    pub grantee: String,
+    pub operations: Vec<String>,
+}
+
+/// The account field of an ARN (`arn:partition:service:region:account:...`).
+pub fn arn_account(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| !a.is_empty())
+}
+
+/// The partition field of an ARN (`aws`, `aws-cn`, `aws-us-gov`).
+pub fn arn_partition(arn: &str) -> &str {
+    arn.split(':').nth(1).unwrap_or("aws")
+}

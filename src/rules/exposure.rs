@@ -1,0 +1,69 @@
+//! `PROFILES_CROSS_DOMAIN_EXPOSURE`: the managed SLR policy reaches every
+//! `amazon-connect-*` domain in the account and Region, so such a domain is
+//! readable by instances it is not associated with.
+
+use serde_json::json;
+
+use super::remedy::sh;
+use super::role::{PROFILES_MANAGED_PREFIX, managed_policy_arn_attached};
+use crate::finding::{Finding, RuleId};
+use crate::model::{Instance, Observed, Snapshot, arn_account, arn_partition};
+
+pub fn cross_domain(snapshot: &Snapshot) -> Vec<Finding> {
+    let Observed::Found(domains) = &snapshot.connect_domains else {
+        return Vec::new();
+    };
+    domains
+        .iter()
+        .filter(|d| d.starts_with(PROFILES_MANAGED_PREFIX))
+        .filter_map(|domain| {
+            let outsiders: Vec<&Instance> = snapshot
+                .instances
+                .iter()
+                .filter(|i| reaches_other_domain(snapshot, i, domain))
+                .collect();
+            (!outsiders.is_empty()).then(|| finding(snapshot, domain, &outsiders))
+        })
+        .collect()
+}
+
+/// An active instance whose SLR (as far as this pass knows) carries the
+/// managed policy, and whose own domain is known to be another one.
+fn reaches_other_domain(snapshot: &Snapshot, instance: &Instance, domain: &str) -> bool {
+    let Some(role_arn) = &instance.service_role else {
+        return false;
+    };
+    let role_reaches = match snapshot.roles.get(role_arn) {
+        Some(Observed::Found(role)) => managed_policy_arn_attached(role),
+        Some(Observed::Absent) => false,
+        _ => true,
+    };
+    let linked_elsewhere = match &instance.domain {
+        Observed::Found(own) => own.as_deref() != Some(domain),
+        _ => false,
+    };
+    instance.is_active() && role_reaches && linked_elsewhere
+}
+
+fn finding(snapshot: &Snapshot, domain: &str, outsiders: &[&Instance]) -> Finding {
+    let first = outsiders[0];
+    let domain_arn = format!(
+        "arn:{}:profile:{}:{}:domains/{}",
+        arn_partition(&first.arn),
+        snapshot.region,
+        arn_account(&first.arn).unwrap_or("*"),
+        domain
+    );
+    let arns: Vec<&str> = outsiders.iter().map(|i| i.arn.as_str()).collect();
+    Finding::new(RuleId::ProfilesCrossDomainExposure, None, &domain_arn)
+        .summary(format!(
+            "Domain {domain} is reachable by {} instance(s) it is not associated with",
+            arns.len()
+        ))
+        .details(json!({ "domain": domain, "instances": arns }))
+        .remediation(format!(
+            "if the domain is unused: aws customer-profiles delete-domain --domain-name {}; \
+             otherwise rename the domain without the amazon-connect- prefix and grant it to its instance's SLR",
+            sh(domain)
+        ))
+}

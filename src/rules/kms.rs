@@ -1,0 +1,199 @@
+//! The customer managed keys an instance depends on: usable, and granted to
+//! its SLR (the Customer Profiles domain key since 31 Jan 2025, and the keys
+//! of its storage configs).
+
+use serde_json::json;
+
+use super::RuleSettings;
+use super::incomplete;
+use super::remedy::{create_grant, sh};
+use crate::finding::{Finding, RuleId};
+use crate::model::{Grant, Instance, Key, Observed, Role, Snapshot};
+
+/// Why an instance depends on a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse<'a> {
+    Domain(&'a str),
+    Storage(&'a str),
+}
+
+/// Every (key reference, use) of an instance, domain first.
+pub fn key_uses<'a>(snapshot: &'a Snapshot, instance: &'a Instance) -> Vec<(&'a str, KeyUse<'a>)> {
+    let mut uses = Vec::new();
+    if let Observed::Found(Some(name)) = &instance.domain
+        && let Some(Observed::Found(domain)) = snapshot.domains.get(name)
+        && let Some(key) = &domain.encryption_key
+    {
+        uses.push((key.as_str(), KeyUse::Domain(name)));
+    }
+    if let Observed::Found(configs) = &instance.storage {
+        for config in configs {
+            if let Some(key) = &config.kms_key {
+                uses.push((key.as_str(), KeyUse::Storage(&config.resource_type)));
+            }
+        }
+    }
+    uses
+}
+
+/// Key findings for one instance; grant rules only when its role is usable.
+pub fn judge(
+    snapshot: &Snapshot,
+    settings: &RuleSettings,
+    instance: &Instance,
+    role: Option<&Role>,
+) -> Vec<Finding> {
+    key_uses(snapshot, instance)
+        .into_iter()
+        .filter_map(|(reference, key_use)| match snapshot.keys.get(reference) {
+            None => Some(incomplete::finding(
+                Some(&instance.arn),
+                reference,
+                "KMS key",
+                "the key was not read in this pass",
+            )),
+            Some(Observed::Unverified(reason)) => Some(incomplete::finding(
+                Some(&instance.arn),
+                reference,
+                "KMS key",
+                reason,
+            )),
+            Some(Observed::Absent) => Some(unusable(instance, reference, "gone", key_use)),
+            Some(Observed::Found(key)) if !key.is_usable() => {
+                Some(unusable(instance, &key.arn, &key.state, key_use))
+            }
+            Some(Observed::Found(key)) if key.customer_managed => {
+                role.and_then(|role| grant_drift(settings, instance, role, key, key_use))
+            }
+            Some(Observed::Found(_)) => None,
+        })
+        .collect()
+}
+
+fn unusable(instance: &Instance, key: &str, state: &str, key_use: KeyUse) -> Finding {
+    let remediation = match state {
+        "Disabled" => format!("aws kms enable-key --key-id {}", sh(key)),
+        "PendingDeletion" => format!(
+            "aws kms cancel-key-deletion --key-id {0} && aws kms enable-key --key-id {0}",
+            sh(key)
+        ),
+        _ => match key_use {
+            KeyUse::Domain(domain) => format!(
+                "aws customer-profiles update-domain --domain-name {} --default-encryption-key <usable-key-arn>",
+                sh(domain)
+            ),
+            KeyUse::Storage(resource_type) => format!(
+                "aws connect update-instance-storage-config --instance-id {} --resource-type {} --association-id <id> --storage-config <config-with-usable-key>",
+                sh(&instance.id),
+                sh(resource_type)
+            ),
+        },
+    };
+    Finding::new(RuleId::KmsKeyUnusable, Some(&instance.arn), key)
+        .summary(format!(
+            "KMS key {key} used by instance {} ({}) is {state}",
+            instance.label(),
+            describe(key_use)
+        ))
+        .details(json!({ "key_state": state, "used_for": describe(key_use) }))
+        .remediation(remediation)
+}
+
+fn describe(key_use: KeyUse) -> String {
+    match key_use {
+        KeyUse::Domain(domain) => format!("Customer Profiles domain {domain}"),
+        KeyUse::Storage(resource_type) => format!("{resource_type} storage"),
+    }
+}
+
+/// Grants name the role by ARN; accept it with or without its path.
+fn grants_to<'a>(grants: &'a [Grant], role: &Role) -> Vec<&'a Grant> {
+    let account_prefix = role.arn.split(":role/").next().unwrap_or_default();
+    grants
+        .iter()
+        .filter(|g| {
+            g.grantee == role.arn
+                || (g.grantee.starts_with(account_prefix)
+                    && g.grantee.contains(":role/")
+                    && g.grantee.rsplit('/').next() == Some(role.name.as_str()))
+        })
+        .collect()
+}
+
+fn grant_drift(
+    settings: &RuleSettings,
+    instance: &Instance,
+    role: &Role,
+    key: &Key,
+    key_use: KeyUse,
+) -> Option<Finding> {
+    let grants = match &key.grants {
+        Some(Observed::Found(grants)) => grants,
+        Some(Observed::Unverified(reason)) => {
+            return Some(incomplete::finding(
+                Some(&instance.arn),
+                &key.arn,
+                "KMS grants",
+                reason,
+            ));
+        }
+        Some(Observed::Absent) | None => {
+            return Some(incomplete::finding(
+                Some(&instance.arn),
+                &key.arn,
+                "KMS grants",
+                "the key's grants were not read in this pass",
+            ));
+        }
+    };
+    let granted = grants_to(grants, role);
+    let required = &settings.required_grant_operations;
+    let rule = match key_use {
+        KeyUse::Domain(_) if granted.is_empty() => RuleId::ProfilesKmsGrantMissing,
+        KeyUse::Storage(_) if granted.is_empty() => RuleId::StorageKmsGrantMissing,
+        KeyUse::Domain(_) => {
+            let missing: Vec<&String> = required
+                .iter()
+                .filter(|op| !granted.iter().any(|g| g.operations.contains(op)))
+                .collect();
+            if missing.is_empty() {
+                return None;
+            }
+            return Some(
+                Finding::new(
+                    RuleId::ProfilesKmsGrantIncomplete,
+                    Some(&instance.arn),
+                    &key.arn,
+                )
+                .summary(format!(
+                    "Grant on {} for {} lacks {}",
+                    key.arn,
+                    role.name,
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .details(json!({
+                    "used_for": describe(key_use),
+                    "missing_operations": missing,
+                    "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
+                }))
+                .remediation(create_grant(&key.arn, &role.arn, required)),
+            );
+        }
+        KeyUse::Storage(_) => return None,
+    };
+    Some(
+        Finding::new(rule, Some(&instance.arn), &key.arn)
+            .summary(format!(
+                "KMS key {} ({}) has no grant for {}",
+                key.arn,
+                describe(key_use),
+                role.name
+            ))
+            .details(json!({ "used_for": describe(key_use), "grantee": role.arn }))
+            .remediation(create_grant(&key.arn, &role.arn, required)),
+    )
+}

@@ -1,0 +1,384 @@
+//! Step 1 of a pass: an untrusted EventBridge event -> what to re-verify.
+//!
+//! Pure. Identifiers taken from the event are only hints of where to look:
+//! they are validated here and the truth is re-read from the AWS APIs.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use serde::Serialize;
+use serde_json::Value;
+
+/// EventBridge refuses events over 256 KiB; anything bigger is not one.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Longest event-supplied text carried into alerts and logs.
+pub const MAX_TEXT_CHARS: usize = 256;
+
+const SLR_NAME_PREFIX: &str = "AWSServiceRoleForAmazonConnect";
+
+/// What one pass re-verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "target", rename_all = "snake_case")]
+pub enum Scope {
+    /// Every instance in the account and Region.
+    Everything,
+    /// One instance, by id.
+    Instance(String),
+    /// The instances whose service role has this name.
+    Role(String),
+    /// The instances linked to this Customer Profiles domain.
+    Domain(String),
+    /// The instances that depend on this KMS key (id, ARN or alias).
+    Key(String),
+}
+
+/// Who or what started the pass, as carried into alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Trigger {
+    /// `event`, `schedule` or `audit`.
+    pub kind: String,
+    pub event_name: Option<String>,
+    pub actor: Option<String>,
+    pub event_time: Option<String>,
+    pub event_id: Option<String>,
+}
+
+impl Trigger {
+    pub fn audit() -> Self {
+        Trigger {
+            kind: "audit".to_owned(),
+            ..Trigger::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Check { scope: Scope, trigger: Trigger },
+    Ignore { reason: String, trigger: Trigger },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TriggerError {
+    #[error("event is {0} bytes; EventBridge events are at most {MAX_EVENT_BYTES}")]
+    TooLarge(usize),
+    #[error("event is not an EventBridge event: {0}")]
+    NotAnEvent(String),
+    #[error("{event}: no {field} in the event")]
+    MissingField { event: String, field: &'static str },
+    #[error("{event}: {field} is not a valid identifier")]
+    InvalidIdentifier { event: String, field: &'static str },
+}
+
+/// Parses raw bytes, refusing oversized input before touching it.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, TriggerError> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(TriggerError::TooLarge(bytes.len()));
+    }
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| TriggerError::NotAnEvent(e.to_string()))?;
+    parse(value)
+}
+
+/// Parses an event that is already JSON (as the Lambda runtime hands it over).
+pub fn parse(value: Value) -> Result<Parsed, TriggerError> {
+    let event: EventBridgeEvent<Value> =
+        serde_json::from_value(value).map_err(|e| TriggerError::NotAnEvent(e.to_string()))?;
+    let trigger = trigger_of(&event);
+    match (event.source.as_str(), event.detail_type.as_str()) {
+        ("aws.events", "Scheduled Event") => Ok(check(Scope::Everything, trigger)),
+        (source, "AWS API Call via CloudTrail") => cloudtrail(source, &event.detail, trigger),
+        ("aws.kms", "KMS CMK Deletion" | "KMS Imported Key Material Expiration") => {
+            native_kms(&event, trigger)
+        }
+        (source, detail_type) => Ok(ignore(
+            format!("not a trigger: {} from {}", cap(detail_type), cap(source)),
+            trigger,
+        )),
+    }
+}
+
+fn check(scope: Scope, trigger: Trigger) -> Parsed {
+    Parsed::Check { scope, trigger }
+}
+
+fn ignore(reason: String, trigger: Trigger) -> Parsed {
+    Parsed::Ignore { reason, trigger }
+}
+
+fn trigger_of(event: &EventBridgeEvent<Value>) -> Trigger {
+    let detail = &event.detail;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(cap);
+    let is_schedule = event.detail_type == "Scheduled Event";
+    Trigger {
+        kind: if is_schedule { "schedule" } else { "event" }.to_owned(),
+        event_name: text(detail.get("eventName")).or_else(|| Some(cap(&event.detail_type))),
+        actor: text(detail.pointer("/userIdentity/arn"))
+            .or_else(|| text(detail.pointer("/userIdentity/invokedBy")))
+            .or_else(|| text(detail.get("sourceIPAddress"))),
+        event_time: text(detail.get("eventTime")).or_else(|| {
+            event
+                .time
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }),
+        event_id: text(detail.get("eventID")).or_else(|| event.id.as_deref().map(cap)),
+    }
+}
+
+fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, TriggerError> {
+    let event_name = detail
+        .get("eventName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| TriggerError::MissingField {
+            event: "CloudTrail event".to_owned(),
+            field: "detail.eventName",
+        })?;
+    let call = Call {
+        name: cap(event_name),
+        detail,
+    };
+    if let Some(code) = detail.get("errorCode").and_then(Value::as_str) {
+        return Ok(ignore(
+            format!("{} failed ({}): nothing changed", call.name, cap(code)),
+            trigger,
+        ));
+    }
+    let scope = match (source, event_name) {
+        ("aws.iam", name) if IAM_EVENTS.contains(&name) => iam_scope(&call)?,
+        ("aws.connect", name) if CONNECT_EVENTS.contains(&name) => {
+            call.instance_id().map(Scope::Instance)?
+        }
+        ("aws.profile", name) if PROFILES_EVENTS.contains(&name) => call
+            .identifier("DomainName", &["/requestParameters"], is_domain_name)
+            .map(Scope::Domain)?,
+        ("aws.kms", name) if KMS_EVENTS.contains(&name) => {
+            call.key().map(Scope::Key).unwrap_or(Scope::Everything)
+        }
+        _ => {
+            return Ok(ignore(
+                format!("not a trigger: {} from {}", call.name, cap(source)),
+                trigger,
+            ));
+        }
+    };
+    Ok(match scope {
+        Scope::Role(name) if !name.starts_with(SLR_NAME_PREFIX) => ignore(
+            format!(
+                "{}: role {name} is not an Amazon Connect service-linked role",
+                call.name
+            ),
+            trigger,
+        ),
+        scope => check(scope, trigger),
+    })
+}
+
+const IAM_EVENTS: &[&str] = &[
+    "DeleteServiceLinkedRole",
+    "DeleteRole",
+    "CreateServiceLinkedRole",
+    "PutRolePolicy",
+    "DeleteRolePolicy",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "UpdateAssumeRolePolicy",
+];
+const CONNECT_EVENTS: &[&str] = &[
+    "CreateInstance",
+    "DeleteInstance",
+    "UpdateInstanceAttribute",
+    "AssociateInstanceStorageConfig",
+    "UpdateInstanceStorageConfig",
+    "DisassociateInstanceStorageConfig",
+    "AssociateBot",
+    "DisassociateBot",
+    "AssociateLexBot",
+    "DisassociateLexBot",
+];
+const PROFILES_EVENTS: &[&str] = &[
+    "CreateDomain",
+    "UpdateDomain",
+    "DeleteDomain",
+    "PutIntegration",
+    "DeleteIntegration",
+];
+const KMS_EVENTS: &[&str] = &[
+    "CreateGrant",
+    "RevokeGrant",
+    "RetireGrant",
+    "DisableKey",
+    "EnableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "PutKeyPolicy",
+];
+
+fn iam_scope(call: &Call) -> Result<Scope, TriggerError> {
+    if call.name == "CreateServiceLinkedRole" {
+        if let Some(name) = call.find("roleName", &["/responseElements/role"]) {
+            return validated(call, "responseElements.role.roleName", name, is_role_name)
+                .map(Scope::Role);
+        }
+        // A failed or unrecorded response still names the service.
+        let service = call.find("awsServiceName", &["/requestParameters"]);
+        if service.is_none_or(|s| !s.eq_ignore_ascii_case("connect.amazonaws.com")) {
+            return Ok(Scope::Role(String::new()));
+        }
+        let suffix = call
+            .find("customSuffix", &["/requestParameters"])
+            .unwrap_or("");
+        let name = format!("{SLR_NAME_PREFIX}_{suffix}");
+        return validated(call, "requestParameters.customSuffix", &name, is_role_name)
+            .map(Scope::Role);
+    }
+    call.identifier("roleName", &["/requestParameters"], is_role_name)
+        .map(Scope::Role)
+}
+
+fn native_kms(event: &EventBridgeEvent<Value>, trigger: Trigger) -> Result<Parsed, TriggerError> {
+    let from_detail = event.detail.get("key-id").and_then(Value::as_str);
+    let from_resources = event
+        .resources
+        .as_ref()
+        .and_then(|r| r.iter().find(|arn| arn.contains(":key/")))
+        .map(String::as_str);
+    let key = from_detail
+        .or(from_resources)
+        .ok_or_else(|| TriggerError::MissingField {
+            event: cap(&event.detail_type),
+            field: "detail.key-id",
+        })?;
+    if !is_key_reference(key) {
+        return Err(TriggerError::InvalidIdentifier {
+            event: cap(&event.detail_type),
+            field: "detail.key-id",
+        });
+    }
+    Ok(check(Scope::Key(key.to_owned()), trigger))
+}
+
+/// One CloudTrail record, with lookups that do not trust field casing.
+struct Call<'a> {
+    name: String,
+    detail: &'a Value,
+}
+
+impl Call<'_> {
+    /// The first string field named `field` (any casing) under one of `paths`.
+    fn find(&self, field: &str, paths: &[&str]) -> Option<&str> {
+        paths.iter().find_map(|path| {
+            self.detail
+                .pointer(path)?
+                .as_object()?
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(field))?
+                .1
+                .as_str()
+        })
+    }
+
+    fn identifier(
+        &self,
+        field: &'static str,
+        paths: &[&str],
+        valid: fn(&str) -> bool,
+    ) -> Result<String, TriggerError> {
+        let value = self
+            .find(field, paths)
+            .ok_or_else(|| TriggerError::MissingField {
+                event: self.name.clone(),
+                field,
+            })?;
+        validated(self, field, value, valid)
+    }
+
+    fn instance_id(&self) -> Result<String, TriggerError> {
+        let paths: &[&str] = if self.name == "CreateInstance" {
+            &["/responseElements", "/requestParameters"]
+        } else {
+            &["/requestParameters"]
+        };
+        let raw = self
+            .find("InstanceId", paths)
+            .or_else(|| self.find("Id", paths))
+            .or_else(|| self.find("Arn", paths))
+            .ok_or_else(|| TriggerError::MissingField {
+                event: self.name.clone(),
+                field: "InstanceId",
+            })?;
+        // The console records the instance ARN URL-encoded; the CLI, a bare id.
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let id = decoded
+            .rsplit_once(":instance/")
+            .map_or(&*decoded, |(_, id)| id);
+        validated(self, "InstanceId", id, is_instance_id)
+    }
+
+    fn key(&self) -> Option<String> {
+        let named = self.find("keyId", &["/requestParameters"]);
+        let listed = self
+            .detail
+            .get("resources")
+            .and_then(Value::as_array)
+            .and_then(|items| {
+                items
+                    .iter()
+                    .filter_map(|r| r.get("ARN").and_then(Value::as_str))
+                    .find(|arn| arn.contains(":key/"))
+            });
+        named
+            .or(listed)
+            .filter(|k| is_key_reference(k))
+            .map(str::to_owned)
+    }
+}
+
+fn validated(
+    call: &Call,
+    field: &'static str,
+    value: &str,
+    valid: fn(&str) -> bool,
+) -> Result<String, TriggerError> {
+    if valid(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(TriggerError::InvalidIdentifier {
+            event: call.name.clone(),
+            field,
+        })
+    }
+}
+
+fn charset_ok(value: &str, max: usize, extra: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= max
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+/// IAM role names: `[\w+=,.@-]{1,64}`.
+pub fn is_role_name(value: &str) -> bool {
+    charset_ok(value, 64, "_+=,.@-")
+}
+
+/// Connect instance ids are UUIDs; allow any short id of that alphabet.
+pub fn is_instance_id(value: &str) -> bool {
+    charset_ok(value, 100, "-")
+}
+
+/// Customer Profiles domain names: `^[a-zA-Z0-9_-]+$`, at most 64.
+pub fn is_domain_name(value: &str) -> bool {
+    charset_ok(value, 64, "_-")
+}
+
+/// Key id, key ARN, alias name or alias ARN.
+pub fn is_key_reference(value: &str) -> bool {
+    charset_ok(value, 2048, ":/_-.")
+}
+
+/// Caps event-supplied text for alerts and logs, on a character boundary.
+pub fn cap(text: &str) -> String {
+    match text.char_indices().nth(MAX_TEXT_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}

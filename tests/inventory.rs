@@ -1,0 +1,301 @@
+//! Inventory against `aws-smithy-mocks`: what a scope reads, how many calls
+//! it makes, and how absence, denial and throttling land in the snapshot.
+
+mod support;
+
+use aws_sdk_connect::operation::list_instances::ListInstancesOutput;
+use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+use aws_sdk_kms::types::KeyState;
+use aws_smithy_mocks::mock;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::error::ErrorMetadata;
+use connect_slr_guard::finding::RuleId;
+use connect_slr_guard::inventory::{Options, STORAGE_TYPES, collect};
+use connect_slr_guard::model::Observed;
+use connect_slr_guard::rules::{RuleSettings, evaluate};
+use connect_slr_guard::trigger::Scope;
+use support::*;
+
+fn rules_of(snapshot: &connect_slr_guard::model::Snapshot) -> Vec<RuleId> {
+    evaluate(snapshot, &RuleSettings::default())
+        .into_iter()
+        .map(|f| f.rule)
+        .collect()
+}
+
+fn http(status: u16, body: &str) -> HttpResponse {
+    HttpResponse::new(
+        StatusCode::try_from(status).unwrap(),
+        SdkBody::from(body.to_owned()),
+    )
+}
+
+#[tokio::test]
+async fn instance_event_reads_only_that_instance_and_its_dependencies() {
+    let account = Account::healthy();
+    let snapshot = collect(
+        &account.aws(),
+        &Scope::Instance(INSTANCE_ID.into()),
+        &Options::default(),
+    )
+    .await;
+
+    assert_eq!(rules_of(&snapshot), vec![], "healthy account, no findings");
+    // DescribeInstance, ListInstances, ListInstanceStorageConfigs
+    assert_eq!(calls_of(&account.connect), vec![1, 0, STORAGE_TYPES.len()]);
+    // ListAccountIntegrations, GetDomain, ListDomains
+    assert_eq!(calls_of(&account.profiles), vec![1, 1, 0]);
+    // GetRole, ListAttachedRolePolicies, ListRolePolicies, GetRolePolicy
+    assert_eq!(calls_of(&account.iam), vec![1, 1, 1, 1]);
+    // DescribeKey (domain key, storage key), ListGrants (both)
+    assert_eq!(calls_of(&account.kms), vec![2, 2]);
+    assert_eq!(account.calls(), 21);
+
+    let instance = &snapshot.instances[0];
+    assert!(instance.checked);
+    assert_eq!(instance.domain, Observed::Found(Some(DOMAIN.into())));
+    let storage = instance.storage.found().unwrap();
+    assert_eq!(storage.len(), 2);
+    assert_eq!(storage[0].stream_arn.as_deref(), Some(STREAM_ARN));
+    assert_eq!(storage[1].kms_key.as_deref(), Some(STORAGE_KEY));
+    let role = snapshot.roles[ROLE_ARN].found().unwrap();
+    assert_eq!(
+        role.trust_policy["Statement"][0]["Principal"]["Service"],
+        "connect.amazonaws.com"
+    );
+    assert_eq!(
+        role.inline_policies[0].document["Statement"][0]["Resource"],
+        STREAM_ARN
+    );
+}
+
+#[tokio::test]
+async fn sweep_follows_every_page_and_judges_cross_domain_exposure() {
+    let mut account = Account::healthy();
+    let second = "99999999-2222-3333-4444-555555555555";
+    account.connect.insert(
+        0,
+        mock!(aws_sdk_connect::Client::list_instances)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                ListInstancesOutput::builder()
+                    .instance_summary_list(summary(INSTANCE_ID))
+                    .next_token("page-2")
+                    .build()
+            }),
+    );
+    account.connect.insert(
+        1,
+        mock!(aws_sdk_connect::Client::list_instances)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(move || {
+                ListInstancesOutput::builder()
+                    .instance_summary_list(summary(second))
+                    .build()
+            }),
+    );
+    let snapshot = collect(&account.aws(), &Scope::Everything, &Options::default()).await;
+
+    assert_eq!(snapshot.instances.len(), 2, "both pages read");
+    assert_eq!(calls_of(&account.connect)[..2], [1, 1]);
+    // The second instance has no domain, so the managed policy lets it
+    // reach amazon-connect-acme: exposure.
+    assert_eq!(
+        rules_of(&snapshot),
+        vec![RuleId::ProfilesCrossDomainExposure]
+    );
+    // The shared role is read once although two instances use it.
+    assert_eq!(calls_of(&account.iam)[0], 1);
+}
+
+#[tokio::test]
+async fn deleted_role_is_a_confirmed_absence() {
+    let mut account = Account::healthy();
+    let no_such_entity = r#"<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>The role with name AWSServiceRoleForAmazonConnect_AbCdEf123456 cannot be found.</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
+    account.iam.insert(
+        0,
+        mock!(aws_sdk_iam::Client::get_role).then_http_response(move || http(404, no_such_entity)),
+    );
+    let snapshot = collect(
+        &account.aws(),
+        &Scope::Role(ROLE_NAME.into()),
+        &Options::default(),
+    )
+    .await;
+
+    assert_eq!(snapshot.roles[ROLE_ARN], Observed::Absent);
+    assert_eq!(rules_of(&snapshot), vec![RuleId::ConnectSlrMissing]);
+    assert_eq!(
+        calls_of(&account.iam)[1..],
+        [0, 0, 0, 0],
+        "no reads of a role that is gone"
+    );
+}
+
+#[tokio::test]
+async fn access_denied_on_one_read_is_incomplete_and_the_rest_goes_on() {
+    let mut account = Account::healthy();
+    account.connect.insert(
+        0,
+        mock!(aws_sdk_connect::Client::list_instance_storage_configs).then_http_response(|| {
+            let mut r = http(403, r#"{"message":"User is not authorized to perform connect:ListInstanceStorageConfigs"}"#);
+            r.headers_mut().insert("x-amzn-errortype", "AccessDeniedException");
+            r
+        }),
+    );
+    account.kms.insert(
+        0,
+        mock!(aws_sdk_kms::Client::list_grants).then_error(|| {
+            aws_sdk_kms::operation::list_grants::ListGrantsError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        }),
+    );
+    let snapshot = collect(
+        &account.aws(),
+        &Scope::Instance(INSTANCE_ID.into()),
+        &Options::default(),
+    )
+    .await;
+
+    let reason = snapshot.instances[0].storage.unverified_reason().unwrap();
+    assert!(reason.starts_with("AccessDeniedException"), "{reason}");
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    let rules: Vec<RuleId> = findings.iter().map(|f| f.rule).collect();
+    // Storage unreadable (one), domain key grants throttled (one); the role
+    // and the domain were still verified.
+    assert_eq!(
+        rules,
+        vec![RuleId::CheckIncomplete, RuleId::CheckIncomplete]
+    );
+    assert!(
+        findings[1].summary.contains("ThrottlingException"),
+        "{}",
+        findings[1].summary
+    );
+    assert_eq!(calls_of(&account.iam)[0], 1);
+}
+
+#[tokio::test]
+async fn listing_failure_is_reported_not_swallowed() {
+    let mut account = Account::healthy();
+    account.connect.insert(
+        0,
+        mock!(aws_sdk_connect::Client::list_instances).then_http_response(|| {
+            let mut r = http(429, r#"{"message":"Rate exceeded"}"#);
+            r.headers_mut()
+                .insert("x-amzn-errortype", "ThrottlingException");
+            r
+        }),
+    );
+    let snapshot = collect(&account.aws(), &Scope::Everything, &Options::default()).await;
+    assert_eq!(rules_of(&snapshot), vec![RuleId::CheckIncomplete]);
+    assert!(
+        snapshot.incomplete[0]
+            .reason
+            .contains("ThrottlingException")
+    );
+}
+
+#[tokio::test]
+async fn key_event_checks_only_instances_that_use_the_key() {
+    let mut account = Account::healthy();
+    account.kms.insert(
+        0,
+        mock!(aws_sdk_kms::Client::describe_key)
+            .match_requests(|r| r.key_id() == Some("1234abcd-12ab-34cd-56ef-1234567890ab"))
+            .then_output(|| {
+                DescribeKeyOutput::builder()
+                    .key_metadata(key_metadata(DOMAIN_KEY, KeyState::Disabled))
+                    .build()
+            }),
+    );
+    account.kms.insert(
+        1,
+        mock!(aws_sdk_kms::Client::describe_key)
+            .match_requests(|r| r.key_id() == Some(DOMAIN_KEY))
+            .then_output(|| {
+                DescribeKeyOutput::builder()
+                    .key_metadata(key_metadata(DOMAIN_KEY, KeyState::Disabled))
+                    .build()
+            }),
+    );
+    let key_id = Scope::Key("1234abcd-12ab-34cd-56ef-1234567890ab".into());
+    let snapshot = collect(&account.aws(), &key_id, &Options::default()).await;
+    assert!(
+        snapshot.instances[0].checked,
+        "the domain key resolves to the event's key id"
+    );
+    assert_eq!(rules_of(&snapshot), vec![RuleId::KmsKeyUnusable]);
+
+    let other = Scope::Key("arn:aws:kms:eu-west-2:111122223333:key/unrelated".into());
+    let mut account = Account::healthy();
+    account.kms.insert(
+        0,
+        mock!(aws_sdk_kms::Client::describe_key)
+            .match_requests(|r| r.key_id().is_some_and(|k| k.ends_with("unrelated")))
+            .then_http_response(|| {
+                http(
+                    400,
+                    r#"{"__type":"NotFoundException","message":"Key not found"}"#,
+                )
+            }),
+    );
+    let snapshot = collect(&account.aws(), &other, &Options::default()).await;
+    assert!(!snapshot.instances[0].checked);
+    assert_eq!(
+        rules_of(&snapshot),
+        vec![],
+        "a key nobody uses is no finding"
+    );
+    assert_eq!(
+        calls_of(&account.iam),
+        vec![0, 0, 0, 0],
+        "no role reads for unrelated instances"
+    );
+}
+
+#[tokio::test]
+async fn deleted_instance_is_nothing_to_check() {
+    let mut account = Account::healthy();
+    account.connect.insert(
+        0,
+        mock!(aws_sdk_connect::Client::describe_instance).then_http_response(|| {
+            let mut r = http(404, r#"{"message":"Instance not found"}"#);
+            r.headers_mut()
+                .insert("x-amzn-errortype", "ResourceNotFoundException");
+            r
+        }),
+    );
+    let snapshot = collect(
+        &account.aws(),
+        &Scope::Instance(INSTANCE_ID.into()),
+        &Options::default(),
+    )
+    .await;
+    assert!(snapshot.instances.is_empty());
+    assert_eq!(rules_of(&snapshot), vec![]);
+    assert_eq!(account.calls(), 1);
+}
+
+#[tokio::test]
+async fn deadline_reached_reports_what_was_not_read() {
+    let account = Account::healthy();
+    let opts = Options {
+        deadline: Some(tokio::time::Instant::now()),
+        ..Options::default()
+    };
+    let snapshot = collect(&account.aws(), &Scope::Everything, &opts).await;
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    assert!(!findings.is_empty());
+    assert!(
+        findings.iter().all(|f| f.rule == RuleId::CheckIncomplete),
+        "{findings:?}"
+    );
+    assert!(findings[0].summary.contains("deadline"));
+}
