@@ -11,11 +11,17 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"
+echo "== end to end: the real binaries against the local AWS bench"
+export VENV_DIR="${VENV_DIR:-$HOME/.cache/connect-slr-guard/venv}"
+venv=$(bash scripts/venv.sh | tail -n 1)
+(cd bench && "$venv/bin/python" -m pytest -p no:cacheprovider -q test_double.py test_e2e.py) 2>&1 | tee -a "$log"
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
-passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+# One closing line over both runners (cargo's "test result" lines, pytest's summary).
+passed=$(grep -Eo '(^test result: ok\. |^)[0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
-echo "cargo: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed"

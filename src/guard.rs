@@ -100,7 +100,6 @@ impl Guard {
         trigger: Trigger,
         opts: &Options,
         delivery: Delivery,
-        event_account: Option<&str>,
     ) -> Result<PassReport, GuardError> {
         let snapshot = inventory::collect(&self.aws, &scope, opts).await;
         let findings = rules::evaluate(&snapshot, &self.settings.rules);
@@ -108,7 +107,7 @@ impl Guard {
             account: snapshot
                 .account
                 .clone()
-                .or(event_account.map(str::to_owned))
+                .or_else(|| opts.account.clone())
                 .unwrap_or_else(|| "unknown".to_owned()),
             region: snapshot.region.clone(),
             trigger,

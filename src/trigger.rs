@@ -150,7 +150,7 @@ fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, 
             .identifier("DomainName", &["/requestParameters"], is_domain_name)
             .map(Scope::Domain)?,
         ("aws.kms", name) if KMS_EVENTS.contains(&name) => {
-            call.key().map(Scope::Key).unwrap_or(Scope::Everything)
+            call.key()?.map(Scope::Key).unwrap_or(Scope::Everything)
         }
         _ => {
             return Ok(ignore(
@@ -312,7 +312,9 @@ impl Call<'_> {
         validated(self, "InstanceId", id, is_instance_id)
     }
 
-    fn key(&self) -> Option<String> {
+    /// The key a KMS call names, if it names one. A call that names none
+    /// (RetireGrant by grant token) is `None`; a malformed one is an error.
+    fn key(&self) -> Result<Option<String>, TriggerError> {
         let named = self.find("keyId", &["/requestParameters"]);
         let listed = self
             .detail
@@ -326,8 +328,8 @@ impl Call<'_> {
             });
         named
             .or(listed)
-            .filter(|k| is_key_reference(k))
-            .map(str::to_owned)
+            .map(|key| validated(self, "keyId", key, is_key_reference))
+            .transpose()
     }
 }
 

@@ -198,7 +198,6 @@ async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
             context().trigger,
             &Options::default(),
             Delivery::Publish,
-            None,
         )
         .await
         .unwrap();
@@ -266,7 +265,6 @@ async fn failed_publish_fails_the_pass() {
             Trigger::audit(),
             &Options::default(),
             Delivery::Publish,
-            None,
         )
         .await
         .unwrap_err();
@@ -296,7 +294,6 @@ async fn report_only_never_calls_sns() {
             Trigger::audit(),
             &Options::default(),
             Delivery::ReportOnly,
-            None,
         )
         .await
         .unwrap();

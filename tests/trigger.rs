@@ -154,6 +154,12 @@ fn identifiers_are_validated() {
         parse(e),
         Err(TriggerError::InvalidIdentifier { .. })
     ));
+    let mut e = event("kms-disable-key.json");
+    e["detail"]["requestParameters"]["keyId"] = json!("$(reboot)");
+    assert!(matches!(
+        parse(e),
+        Err(TriggerError::InvalidIdentifier { .. })
+    ));
     let mut e = event("profiles-delete-domain.json");
     e["detail"]["requestParameters"] = json!({});
     assert!(matches!(parse(e), Err(TriggerError::MissingField { .. })));

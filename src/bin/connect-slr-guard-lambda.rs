@@ -44,10 +44,11 @@ async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Value, Diagn
     };
     let opts = Options {
         deadline: Some(stop_reading_at(context.deadline())),
+        account,
         ..Options::default()
     };
     let report = guard
-        .run(scope, trigger, &opts, Delivery::Publish, account.as_deref())
+        .run(scope, trigger, &opts, Delivery::Publish)
         .await
         .map_err(|err| Diagnostic {
             error_type: "AlertDeliveryFailed".to_owned(),

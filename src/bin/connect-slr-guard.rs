@@ -65,8 +65,12 @@ enum Command {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
+    /// A table of findings, each with its fix.
     Table,
+    /// The alert documents (connect-slr-guard/alert/v1).
     Json,
+    /// Each alert as the text on-call receives by email.
+    Text,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -127,15 +131,25 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         .run(
             scope,
             trigger,
-            &Options::default(),
+            &Options {
+                account,
+                ..Options::default()
+            },
             delivery,
-            account.as_deref(),
         )
         .await
         .map_err(|e| e.to_string())?;
     match cli.format {
         Format::Table => print!("{}", table(&report)),
         Format::Json => println!("{}", to_json(&report)),
+        Format::Text => {
+            let texts: Vec<String> = report
+                .alerts()
+                .iter()
+                .map(connect_slr_guard::alert::text)
+                .collect();
+            print!("{}", texts.join("\n---\n\n"));
+        }
     }
     Ok(if report.findings.is_empty() {
         ExitCode::SUCCESS

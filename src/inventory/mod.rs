@@ -58,6 +58,9 @@ pub struct Options {
     /// No new instance is started after this; what is left is reported
     /// as `CHECK_INCOMPLETE`.
     pub deadline: Option<Instant>,
+    /// The account the trigger came from, to name what could not be read
+    /// before any ARN was seen.
+    pub account: Option<String>,
 }
 
 impl Default for Options {
@@ -65,6 +68,7 @@ impl Default for Options {
         Options {
             concurrency: 4,
             deadline: None,
+            account: None,
         }
     }
 }
@@ -87,12 +91,10 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
     let mut instances = match select_instances(aws, scope).await {
         Ok(instances) => instances,
         Err(err) => {
-            snapshot.incomplete.push(Incomplete {
-                instance_arn: None,
-                resource_arn: format!("arn:aws:connect:{}:*:instance/*", aws.region),
-                what: "Amazon Connect instances".to_owned(),
-                reason: err.reason(),
-            });
+            snapshot
+                .incomplete
+                .push(listing_failed(aws, scope, opts, &err));
+            snapshot.account = opts.account.clone();
             return snapshot;
         }
     };
@@ -148,6 +150,29 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
     read_grants(aws, &mut snapshot, opts).await;
     snapshot.connect_domains = connect_domains(aws, scope, &snapshot).await;
     snapshot
+}
+
+/// What could not be listed: the one instance an event named, or all.
+fn listing_failed(aws: &Aws, scope: &Scope, opts: &Options, err: &ReadError) -> Incomplete {
+    let account = opts.account.as_deref().unwrap_or("*");
+    let (instance_arn, what) = match scope {
+        Scope::Instance(id) => (
+            Some(format!(
+                "arn:aws:connect:{}:{account}:instance/{id}",
+                aws.region
+            )),
+            "Amazon Connect instance",
+        ),
+        _ => (None, "Amazon Connect instances"),
+    };
+    Incomplete {
+        resource_arn: instance_arn
+            .clone()
+            .unwrap_or_else(|| format!("arn:aws:connect:{}:{account}:instance/*", aws.region)),
+        instance_arn,
+        what: what.to_owned(),
+        reason: err.reason(),
+    }
 }
 
 async fn select_instances(aws: &Aws, scope: &Scope) -> Result<Vec<Instance>, ReadError> {

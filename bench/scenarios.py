@@ -1,0 +1,260 @@
+"""Named account states for the local bench: a healthy account and one
+drifted state per rule in the catalogue. Seeds moto (IAM, KMS, SNS, SQS) and
+the Connect/Customer Profiles test double.
+
+    python bench/scenarios.py --list
+    python bench/scenarios.py key-disabled --moto http://127.0.0.1:P --double http://127.0.0.1:Q
+"""
+
+import argparse
+import copy
+import json
+import sys
+from dataclasses import dataclass, field
+
+from local_aws import ACCOUNT, REGION, http_json
+
+INSTANCE_ID = "11111111-2222-3333-4444-555555555555"
+OTHER_INSTANCE_ID = "22222222-3333-4444-5555-666666666666"
+SLR_PATH = "/aws-service-role/connect.amazonaws.com/"
+ROLE_NAME = "AWSServiceRoleForAmazonConnect_AbCdEf123456"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role{SLR_PATH}{ROLE_NAME}"
+MANAGED_POLICY = "arn:aws:iam::aws:policy/aws-service-role/AmazonConnectServiceLinkedRolePolicy"
+STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/acme-ctr"
+TOPIC_NAME = "connect-slr-guard-alerts"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:{TOPIC_NAME}"
+QUEUE_NAME = "on-call"
+# The key id the sample events in events/ name; replaced by a seeded key's id.
+EVENT_KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
+EVENT_DOMAIN = "amazon-connect-acme"
+
+CONNECT_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "connect.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+STREAM_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStream"],
+        "Resource": STREAM_ARN,
+    }],
+}
+
+
+def instance_arn(instance_id):
+    return f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{instance_id}"
+
+
+def domain_arn(name):
+    return f"arn:aws:profile:{REGION}:{ACCOUNT}:domains/{name}"
+
+
+@dataclass
+class Spec:
+    """The desired account state; drifts edit a healthy copy."""
+    role_exists: bool = True
+    role_path: str = SLR_PATH
+    trust: dict = field(default_factory=lambda: copy.deepcopy(CONNECT_TRUST))
+    managed_policy: bool = True
+    inline: dict = field(default_factory=lambda: {"ConnectKinesisStream": STREAM_POLICY})
+    service_role: str | None = ROLE_ARN
+    domain: str = EVENT_DOMAIN
+    domain_grant_ops: list | None = field(default_factory=lambda: ["Decrypt", "GenerateDataKey"])
+    storage_grant: bool = True
+    domain_key_state: str = "Enabled"
+    storage_key_state: str = "Enabled"
+    extra_domains: list = field(default_factory=list)
+    denied_second_instance: bool = False
+
+
+@dataclass
+class Seeded:
+    domain_key: str
+    storage_key: str
+    queue_url: str
+
+    def key_arn(self, which):
+        return {"domain": self.domain_key, "storage": self.storage_key}[which]
+
+
+@dataclass
+class Scenario:
+    name: str
+    drift: object  # callable(Spec) -> None
+    event: str  # file in events/ to replay
+    # Expected alerts as (rule, instance, resource); resources may be
+    # "{domain_key}" / "{storage_key}" placeholders resolved after seeding.
+    expect: list
+    event_key: str = "domain"  # which seeded key the event names
+    event_domain: str = EVENT_DOMAIN
+    event_instance: str = INSTANCE_ID
+    sweep_expect: list | None = None  # when a sweep sees more than the event
+
+    def resolve(self, seeded, sweep=False):
+        rows = self.sweep_expect if (sweep and self.sweep_expect is not None) else self.expect
+        subst = {"{domain_key}": seeded.domain_key, "{storage_key}": seeded.storage_key}
+        return sorted((rule, inst, subst.get(res, res)) for rule, inst, res in rows)
+
+
+I1 = instance_arn(INSTANCE_ID)
+
+
+def _set(**changes):
+    def drift(spec):
+        for name, value in changes.items():
+            setattr(spec, name, value)
+    return drift
+
+
+def _trust_extra_account(spec):
+    spec.trust["Statement"].append(
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::444455556666:root"}, "Action": "sts:AssumeRole"})
+
+
+SCENARIOS = {s.name: s for s in [
+    Scenario("healthy", _set(), "connect-update-instance-attribute.json", []),
+    Scenario("slr-deleted", _set(role_exists=False), "iam-delete-service-linked-role.json",
+             [("CONNECT_SLR_MISSING", I1, ROLE_ARN)]),
+    Scenario("slr-never-created", _set(role_exists=False, service_role=None), "connect-create-instance.json",
+             [("CONNECT_SLR_NOT_CONFIGURED", I1, I1)]),
+    Scenario("slr-not-service-linked", _set(role_path="/"), "iam-delete-role.json",
+             [("CONNECT_SLR_NOT_SERVICE_LINKED", I1, f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}")]),
+    Scenario("trust-drift", _trust_extra_account, "iam-update-assume-role-policy.json",
+             [("CONNECT_SLR_TRUST_DRIFT", I1, ROLE_ARN)]),
+    Scenario("policy-detached", _set(managed_policy=False), "iam-detach-role-policy.json",
+             [("CONNECT_SLR_POLICY_DETACHED", I1, ROLE_ARN)]),
+    Scenario("stream-permission-missing", _set(inline={}), "iam-delete-role-policy.json",
+             [("CONNECT_SLR_FEATURE_PERMISSION_MISSING", I1, STREAM_ARN)]),
+    Scenario("domain-access-missing", _set(domain="acme-profiles"), "profiles-put-integration.json",
+             [("PROFILES_DOMAIN_ACCESS_MISSING", I1, domain_arn("acme-profiles"))],
+             event_domain="acme-profiles"),
+    Scenario("profiles-grant-missing", _set(domain_grant_ops=None), "kms-revoke-grant.json",
+             [("PROFILES_KMS_GRANT_MISSING", I1, "{domain_key}")]),
+    Scenario("profiles-grant-incomplete", _set(domain_grant_ops=["Decrypt"]), "kms-create-grant.json",
+             [("PROFILES_KMS_GRANT_INCOMPLETE", I1, "{domain_key}")]),
+    Scenario("storage-grant-missing", _set(storage_grant=False), "kms-revoke-grant.json",
+             [("STORAGE_KMS_GRANT_MISSING", I1, "{storage_key}")], event_key="storage"),
+    Scenario("key-disabled", _set(domain_key_state="Disabled"), "kms-disable-key.json",
+             [("KMS_KEY_UNUSABLE", I1, "{domain_key}")]),
+    Scenario("key-pending-deletion", _set(storage_key_state="PendingDeletion"), "kms-schedule-key-deletion.json",
+             [("KMS_KEY_UNUSABLE", I1, "{storage_key}")], event_key="storage"),
+    Scenario("second-connect-domain", _set(extra_domains=["amazon-connect-other"]), "profiles-create-domain.json",
+             [("PROFILES_CROSS_DOMAIN_EXPOSURE", None, domain_arn("amazon-connect-other"))],
+             event_domain="amazon-connect-other"),
+    Scenario("access-denied-one-instance", _set(denied_second_instance=True), "connect-update-instance-attribute.json",
+             [("CHECK_INCOMPLETE", instance_arn(OTHER_INSTANCE_ID), instance_arn(OTHER_INSTANCE_ID))],
+             event_instance=OTHER_INSTANCE_ID,
+             sweep_expect=[("CHECK_INCOMPLETE", instance_arn(OTHER_INSTANCE_ID), instance_arn(OTHER_INSTANCE_ID))]),
+]}
+
+
+def spec_for(name):
+    spec = Spec()
+    SCENARIOS[name].drift(spec)
+    return spec
+
+
+def seed(aws, spec):
+    """Builds `spec` in the emulated account (which must be empty)."""
+    iam, kms, sns, sqs = (aws.client(s) for s in ("iam", "kms", "sns", "sqs"))
+    if spec.role_exists:
+        iam.create_role(RoleName=ROLE_NAME, Path=spec.role_path, AssumeRolePolicyDocument=json.dumps(spec.trust))
+        if spec.managed_policy:
+            iam.attach_role_policy(RoleName=ROLE_NAME, PolicyArn=MANAGED_POLICY)
+        for name, doc in spec.inline.items():
+            iam.put_role_policy(RoleName=ROLE_NAME, PolicyName=name, PolicyDocument=json.dumps(doc))
+    domain_key = kms.create_key(Description="Customer Profiles domain key")["KeyMetadata"]["Arn"]
+    storage_key = kms.create_key(Description="Call recordings key")["KeyMetadata"]["Arn"]
+    if spec.domain_grant_ops:
+        kms.create_grant(KeyId=domain_key, GranteePrincipal=ROLE_ARN, Operations=spec.domain_grant_ops)
+    if spec.storage_grant:
+        kms.create_grant(KeyId=storage_key, GranteePrincipal=ROLE_ARN,
+                         Operations=["Decrypt", "GenerateDataKey", "Encrypt"])
+    _set_key_state(kms, domain_key, spec.domain_key_state)
+    _set_key_state(kms, storage_key, spec.storage_key_state)
+    topic = sns.create_topic(Name=TOPIC_NAME)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    http_json("PUT", f"{aws.double_url}/_double/state", _connect_state(spec, domain_key, storage_key))
+    return Seeded(domain_key=domain_key, storage_key=storage_key, queue_url=queue_url)
+
+
+def _set_key_state(kms, key_arn, state):
+    key = key_arn.rsplit("/", 1)[1]  # moto answers 500 to these calls given an ARN
+    if state == "Disabled":
+        kms.disable_key(KeyId=key)
+    elif state == "PendingDeletion":
+        kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+
+
+def _instance(instance_id, alias, service_role):
+    doc = {"Id": instance_id, "Arn": instance_arn(instance_id), "IdentityManagementType": "CONNECT_MANAGED",
+           "InstanceAlias": alias, "CreatedTime": 1700000000, "InstanceStatus": "ACTIVE",
+           "InboundCallsEnabled": True, "OutboundCallsEnabled": True}
+    if service_role:
+        doc["ServiceRole"] = service_role
+    return doc
+
+
+def _connect_state(spec, domain_key, storage_key):
+    instances = [_instance(INSTANCE_ID, "acme", spec.service_role)]
+    storage = {INSTANCE_ID: {
+        "CONTACT_TRACE_RECORDS": [{"AssociationId": "ctr-1", "StorageType": "KINESIS_STREAM",
+                                   "KinesisStreamConfig": {"StreamArn": STREAM_ARN}}],
+        "CALL_RECORDINGS": [{"AssociationId": "rec-1", "StorageType": "S3",
+                             "S3Config": {"BucketName": "acme-recordings", "BucketPrefix": "connect",
+                                          "EncryptionConfig": {"EncryptionType": "KMS", "KeyId": storage_key}}}],
+    }}
+    domains = [{"DomainName": spec.domain, "DefaultExpirationDays": 366, "DefaultEncryptionKey": domain_key}]
+    domains += [{"DomainName": name, "DefaultExpirationDays": 366} for name in spec.extra_domains]
+    integrations = [{"DomainName": spec.domain, "Uri": instance_arn(INSTANCE_ID), "ObjectTypeName": "CTR"}]
+    faults = {}
+    if spec.denied_second_instance:
+        instances.append(_instance(OTHER_INSTANCE_ID, "acme-emea", ROLE_ARN))
+        faults["deny_instances"] = [OTHER_INSTANCE_ID]
+    return {"instances": instances, "storage_configs": storage, "domains": domains,
+            "integrations": integrations, "faults": faults}
+
+
+def event_for(scenario, seeded, raw_text):
+    """A sample event rewritten to name what this scenario seeded."""
+    key_id = seeded.key_arn(scenario.event_key).rsplit("/", 1)[1]
+    text = raw_text.replace(EVENT_KEY_ID, key_id)
+    text = text.replace(EVENT_DOMAIN, scenario.event_domain)
+    text = text.replace(INSTANCE_ID, scenario.event_instance)
+    return json.loads(text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", nargs="?", choices=sorted(SCENARIOS))
+    parser.add_argument("--list", action="store_true", help="list the scenarios and what each must raise")
+    parser.add_argument("--moto", help="moto server URL")
+    parser.add_argument("--double", help="Connect/Customer Profiles test double URL")
+    args = parser.parse_args(argv)
+    if args.list or not args.scenario:
+        for s in SCENARIOS.values():
+            print(f"{s.name:28} {', '.join(r for r, _, _ in s.expect) or 'no alert'}")
+        return 0
+    if not (args.moto and args.double):
+        parser.error("seeding needs --moto and --double")
+
+    class Endpoints:
+        moto_url, double_url = args.moto, args.double
+
+        def client(self, service):
+            import boto3
+            return boto3.client(service, region_name=REGION, endpoint_url=args.moto,
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    http_json("POST", f"{args.moto}/moto-api/reset")
+    http_json("POST", f"{args.double}/_double/reset")
+    seeded = seed(Endpoints(), spec_for(args.scenario))
+    print(json.dumps(seeded.__dict__))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
