@@ -101,7 +101,9 @@ impl Guard {
         opts: &Options,
         delivery: Delivery,
     ) -> Result<PassReport, GuardError> {
-        let snapshot = inventory::collect(&self.aws, &scope, opts).await;
+        // Boxed: the inventory's future is deep enough to hit the compiler's
+        // type-layout recursion limit when inlined into the Lambda handler.
+        let snapshot = Box::pin(inventory::collect(&self.aws, &scope, opts)).await;
         let findings = rules::evaluate(&snapshot, &self.settings.rules);
         let context = PassContext {
             account: snapshot

@@ -34,6 +34,7 @@ struct Statement<'a> {
     resources: Option<Matcher<'a>>,
     principal: Option<&'a Value>,
     not_principal: Option<&'a Value>,
+    conditional: bool,
 }
 
 /// `Action` or `NotAction` (likewise for resources).
@@ -92,6 +93,7 @@ fn statements(document: &Value) -> Vec<Statement<'_>> {
                 resources: matcher(stmt, "Resource", "NotResource"),
                 principal: stmt.get("Principal"),
                 not_principal: stmt.get("NotPrincipal"),
+                conditional: stmt.get("Condition").is_some(),
             })
         })
         .collect()
@@ -171,7 +173,11 @@ pub fn trust_problems(document: &Value) -> Vec<String> {
             match stmt.effect {
                 Effect::Allow if is_connect_service(kind, value) => connect_allowed = true,
                 Effect::Allow => problems.push(format!("admits {kind} principal {value}")),
-                Effect::Deny if kind == "*" || is_connect_service(kind, value) => {
+                // A conditional Deny (e.g. on aws:SecureTransport) narrows
+                // how Connect may assume the role; it does not shut it out.
+                Effect::Deny
+                    if !stmt.conditional && (kind == "*" || is_connect_service(kind, value)) =>
+                {
                     connect_denied = true
                 }
                 Effect::Deny => {}

@@ -74,8 +74,19 @@ impl Default for Options {
 }
 
 impl Options {
-    fn out_of_time(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
+    /// Runs one read unless the deadline has passed, and cuts it off when
+    /// the deadline comes, so a slow read cannot eat the time left to alert.
+    async fn read<T>(&self, read: impl Future<Output = Result<T, ReadError>>) -> Observed<T> {
+        let Some(deadline) = self.deadline else {
+            return observed(read.await);
+        };
+        if Instant::now() >= deadline {
+            return Observed::Unverified(DEADLINE_REASON.to_owned());
+        }
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(result) => observed(result),
+            Err(_) => Observed::Unverified(DEADLINE_REASON.to_owned()),
+        }
     }
 }
 
@@ -88,12 +99,13 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
         region: aws.region.clone(),
         ..Snapshot::default()
     };
-    let mut instances = match select_instances(aws, scope).await {
-        Ok(instances) => instances,
-        Err(err) => {
+    let mut instances = match opts.read(select_instances(aws, scope)).await {
+        Observed::Found(instances) => instances,
+        Observed::Absent => Vec::new(),
+        Observed::Unverified(reason) => {
             snapshot
                 .incomplete
-                .push(listing_failed(aws, scope, opts, &err));
+                .push(listing_failed(aws, scope, opts, reason));
             snapshot.account = opts.account.clone();
             return snapshot;
         }
@@ -153,7 +165,7 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
 }
 
 /// What could not be listed: the one instance an event named, or all.
-fn listing_failed(aws: &Aws, scope: &Scope, opts: &Options, err: &ReadError) -> Incomplete {
+fn listing_failed(aws: &Aws, scope: &Scope, opts: &Options, reason: String) -> Incomplete {
     let account = opts.account.as_deref().unwrap_or("*");
     let (instance_arn, what) = match scope {
         Scope::Instance(id) => (
@@ -171,7 +183,7 @@ fn listing_failed(aws: &Aws, scope: &Scope, opts: &Options, err: &ReadError) -> 
             .unwrap_or_else(|| format!("arn:aws:connect:{}:{account}:instance/*", aws.region)),
         instance_arn,
         what: what.to_owned(),
-        reason: err.reason(),
+        reason,
     }
 }
 
@@ -201,15 +213,14 @@ async fn select_instances(aws: &Aws, scope: &Scope) -> Result<Vec<Instance>, Rea
 async fn read_links(aws: &Aws, instances: &mut [Instance], with_storage: bool, opts: &Options) {
     let reads = stream::iter(instances.iter_mut().filter(|i| i.is_active()))
         .map(|instance| async move {
-            if opts.out_of_time() {
-                instance.domain = Observed::Unverified(DEADLINE_REASON.to_owned());
-                instance.storage = Observed::Unverified(DEADLINE_REASON.to_owned());
-                return;
-            }
-            instance.domain =
-                observed(profiles::domain_of_instance(aws, &instance.arn).await).or_found(None);
+            instance.domain = opts
+                .read(profiles::domain_of_instance(aws, &instance.arn))
+                .await
+                .or_found(None);
             if with_storage {
-                instance.storage = observed(connect::storage_configs(aws, &instance.id).await)
+                instance.storage = opts
+                    .read(connect::storage_configs(aws, &instance.id))
+                    .await
                     .or_found(Vec::new());
             }
         })
@@ -220,11 +231,10 @@ async fn read_links(aws: &Aws, instances: &mut [Instance], with_storage: bool, o
 async fn read_storage_of_checked(aws: &Aws, instances: &mut [Instance], opts: &Options) {
     let reads = stream::iter(instances.iter_mut().filter(|i| i.checked && i.is_active()))
         .map(|instance| async move {
-            instance.storage = if opts.out_of_time() {
-                Observed::Unverified(DEADLINE_REASON.to_owned())
-            } else {
-                observed(connect::storage_configs(aws, &instance.id).await).or_found(Vec::new())
-            };
+            instance.storage = opts
+                .read(connect::storage_configs(aws, &instance.id))
+                .await
+                .or_found(Vec::new());
         })
         .buffer_unordered(opts.concurrency.max(1));
     reads.collect::<()>().await;
@@ -242,11 +252,7 @@ where
 {
     stream::iter(items)
         .map(|item| async move {
-            let value = if opts.out_of_time() {
-                Observed::Unverified(DEADLINE_REASON.to_owned())
-            } else {
-                observed(read(item.clone()).await)
-            };
+            let value = opts.read(read(item.clone())).await;
             (item, value)
         })
         .buffer_unordered(opts.concurrency.max(1))
