@@ -30,6 +30,12 @@ class Invocation:
         self.body = None
 
 
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A function process stopped mid-poll drops its connection: expected.
+        pass
+
+
 class RuntimeApiHost:
     """Serves the Runtime API on 127.0.0.1:<free port> in a thread."""
 
@@ -88,7 +94,7 @@ class RuntimeApiHost:
                     return self._reply(202)
                 self._reply(404)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

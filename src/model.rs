@@ -47,6 +47,10 @@ impl<T> Observed<T> {
     }
 }
 
+/// Why a read that the pass's deadline cut off is `Unverified`.
+pub const DEADLINE_REASON: &str =
+    "the pass reached its deadline before reading this; the next pass retries it";
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub account: Option<String>,

@@ -2,7 +2,7 @@
 //! applies one drift, and names exactly the findings it must produce.
 
 use connect_slr_guard::finding::RuleId::{self, *};
-use connect_slr_guard::model::{Grant, Observed, Snapshot};
+use connect_slr_guard::model::{DEADLINE_REASON, Grant, Observed, Snapshot};
 use connect_slr_guard::rules::{RuleSettings, evaluate};
 use serde_json::json;
 

@@ -20,7 +20,7 @@ pub use connect::STORAGE_TYPES;
 pub use pace::Pace;
 pub use read::ReadError;
 
-use crate::model::{Incomplete, Instance, Observed, Snapshot, arn_account};
+use crate::model::{DEADLINE_REASON, Incomplete, Instance, Observed, Snapshot, arn_account};
 use crate::rules::PROFILES_MANAGED_PREFIX;
 use crate::trigger::Scope;
 
@@ -89,9 +89,6 @@ impl Options {
         }
     }
 }
-
-const DEADLINE_REASON: &str =
-    "the pass reached its deadline before reading this; the next pass retries it";
 
 /// Reads what `scope` needs into a snapshot.
 pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {

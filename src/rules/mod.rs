@@ -58,13 +58,15 @@ fn instance_findings(
     settings: &RuleSettings,
     instance: &Instance,
 ) -> Vec<Finding> {
-    let mut findings: Vec<Finding> = incomplete::instance_reads(instance).into_iter().collect();
+    let mut findings: Vec<Finding> = incomplete::instance_reads(snapshot, instance)
+        .into_iter()
+        .collect();
     let role = usable_role(snapshot, instance, &mut findings);
     if let Some(role) = role {
         findings.extend(role::judge(snapshot, instance, role));
     }
     findings.extend(kms::judge(snapshot, settings, instance, role));
-    findings
+    incomplete::fold_deadline(instance, findings)
 }
 
 /// The instance's SLR; when there is none to judge, the finding that says
