@@ -20,6 +20,9 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo deny (licenses, bans, sources; advisories need network: see README)"
+tools=$(bash scripts/tools.sh | tail -n 1)
+"$tools/cargo-deny" check licenses bans sources
 
 # One closing line over both runners (cargo's "test result" lines, pytest's summary).
 passed=$(grep -Eo '(^test result: ok\. |^)[0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
