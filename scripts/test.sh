@@ -16,6 +16,11 @@ export VENV_DIR="${VENV_DIR:-$HOME/.cache/connect-slr-guard/venv}"
 venv=$(bash scripts/venv.sh | tail -n 1)
 (cd bench && "$venv/bin/python" -m pytest -p no:cacheprovider -q test_double.py test_e2e.py test_faults.py) 2>&1 | tee -a "$log"
 
+echo "== benchmark smoke (bench/benchmark.py --smoke: debug binaries, so it cannot rot)"
+mkdir -p bench/out
+(cd bench && "$venv/bin/python" benchmark.py --smoke > out/benchmark-smoke.json)
+echo "benchmark smoke: ok (bench/out/benchmark-smoke.json)"
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"

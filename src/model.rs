@@ -168,6 +168,16 @@ pub fn arn_account(arn: &str) -> Option<&str> {
     arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
+/// The ARN of a Customer Profiles domain in the account and partition of
+/// `instance_arn`.
+pub fn profiles_domain_arn(instance_arn: &str, region: &str, domain: &str) -> String {
+    format!(
+        "arn:{}:profile:{region}:{}:domains/{domain}",
+        arn_partition(instance_arn),
+        arn_account(instance_arn).unwrap_or("*"),
+    )
+}
+
 /// The partition field of an ARN (`aws`, `aws-cn`, `aws-us-gov`).
 pub fn arn_partition(arn: &str) -> &str {
     arn.split(':').nth(1).unwrap_or("aws")

@@ -12,7 +12,7 @@ use aws_smithy_types::error::ErrorMetadata;
 use connect_slr_guard::alert::{Alert, PassContext, SCHEMA, sns_message, subject, text};
 use connect_slr_guard::config::Settings;
 use connect_slr_guard::finding::{Finding, RuleId};
-use connect_slr_guard::guard::{Delivery, Guard, GuardError};
+use connect_slr_guard::guard::{Delivery, Guard, GuardError, PassReport};
 use connect_slr_guard::inventory::Options;
 use connect_slr_guard::trigger::{Scope, Trigger};
 use serde_json::{Value, json};
@@ -236,8 +236,24 @@ async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
     assert_eq!(doc["trigger"]["event_name"], "RevokeGrant");
 }
 
-#[tokio::test]
-async fn failed_publish_fails_the_pass() {
+/// An instance event's pass through the guard, on the mocked account.
+async fn check_instance(account: &Account, delivery: Delivery) -> Result<PassReport, GuardError> {
+    let guard = Guard {
+        aws: account.aws(),
+        settings: settings(),
+    };
+    guard
+        .run(
+            Scope::Instance(INSTANCE_ID.into()),
+            Trigger::audit(),
+            &Options::default(),
+            delivery,
+        )
+        .await
+}
+
+/// The healthy account with the SLR's managed policy detached: one finding.
+fn detached_policy_account() -> Account {
     let mut account = Account::healthy();
     account.iam.insert(
         0,
@@ -245,6 +261,12 @@ async fn failed_publish_fails_the_pass() {
             aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesOutput::builder().build()
         }),
     );
+    account
+}
+
+#[tokio::test]
+async fn failed_publish_fails_the_pass() {
+    let mut account = detached_policy_account();
     account
         .sns
         .push(mock!(aws_sdk_sns::Client::publish).then_error(|| {
@@ -255,17 +277,7 @@ async fn failed_publish_fails_the_pass() {
                     .build(),
             )
         }));
-    let guard = Guard {
-        aws: account.aws(),
-        settings: settings(),
-    };
-    let err = guard
-        .run(
-            Scope::Instance(INSTANCE_ID.into()),
-            Trigger::audit(),
-            &Options::default(),
-            Delivery::Publish,
-        )
+    let err = check_instance(&account, Delivery::Publish)
         .await
         .unwrap_err();
     assert!(
@@ -277,24 +289,8 @@ async fn failed_publish_fails_the_pass() {
 
 #[tokio::test]
 async fn report_only_never_calls_sns() {
-    let mut account = Account::healthy();
-    account.iam.insert(
-        0,
-        mock!(aws_sdk_iam::Client::list_attached_role_policies).then_output(|| {
-            aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesOutput::builder().build()
-        }),
-    );
-    let guard = Guard {
-        aws: account.aws(),
-        settings: settings(),
-    };
-    let report = guard
-        .run(
-            Scope::Instance(INSTANCE_ID.into()),
-            Trigger::audit(),
-            &Options::default(),
-            Delivery::ReportOnly,
-        )
+    let account = detached_policy_account();
+    let report = check_instance(&account, Delivery::ReportOnly)
         .await
         .unwrap();
     assert_eq!(report.findings.len(), 1);

@@ -275,6 +275,40 @@ fn each_rule_fires_on_its_drift_and_only_there() {
             &[CheckIncomplete],
         ),
         (
+            "domain unreadable",
+            |s| {
+                let reason = Observed::Unverified("ThrottlingException".into());
+                s.domains.insert("amazon-connect-acme".into(), reason);
+            },
+            &[CheckIncomplete],
+        ),
+        (
+            "deadline before the role and a key: one page for the instance",
+            |s| {
+                s.roles.insert(
+                    ROLE_ARN.into(),
+                    Observed::Unverified(DEADLINE_REASON.into()),
+                );
+                s.keys.insert(
+                    STORAGE_KEY.into(),
+                    Observed::Unverified(DEADLINE_REASON.into()),
+                );
+                s.instances[0].storage = Observed::Unverified(DEADLINE_REASON.into());
+            },
+            &[CheckIncomplete],
+        ),
+        (
+            "deadline does not hide a drift already read",
+            |s| {
+                s.roles.insert(
+                    ROLE_ARN.into(),
+                    Observed::Unverified(DEADLINE_REASON.into()),
+                );
+                key(s, DOMAIN_KEY).state = "Disabled".into();
+            },
+            &[CheckIncomplete, KmsKeyUnusable],
+        ),
+        (
             "listing instances failed",
             |s| {
                 s.incomplete.push(connect_slr_guard::model::Incomplete {

@@ -215,10 +215,7 @@ async fn read_links(aws: &Aws, instances: &mut [Instance], with_storage: bool, o
                 .await
                 .or_found(None);
             if with_storage {
-                instance.storage = opts
-                    .read(connect::storage_configs(aws, &instance.id))
-                    .await
-                    .or_found(Vec::new());
+                read_storage(aws, instance, opts).await;
             }
         })
         .buffer_unordered(opts.concurrency.max(1));
@@ -227,14 +224,16 @@ async fn read_links(aws: &Aws, instances: &mut [Instance], with_storage: bool, o
 
 async fn read_storage_of_checked(aws: &Aws, instances: &mut [Instance], opts: &Options) {
     let reads = stream::iter(instances.iter_mut().filter(|i| i.checked && i.is_active()))
-        .map(|instance| async move {
-            instance.storage = opts
-                .read(connect::storage_configs(aws, &instance.id))
-                .await
-                .or_found(Vec::new());
-        })
+        .map(|instance| read_storage(aws, instance, opts))
         .buffer_unordered(opts.concurrency.max(1));
     reads.collect::<()>().await;
+}
+
+async fn read_storage(aws: &Aws, instance: &mut Instance, opts: &Options) {
+    instance.storage = opts
+        .read(connect::storage_configs(aws, &instance.id))
+        .await
+        .or_found(Vec::new());
 }
 
 /// Reads every item once, bounded, into a map keyed by the item.

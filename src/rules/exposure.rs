@@ -7,7 +7,7 @@ use serde_json::json;
 use super::remedy::sh;
 use super::role::{PROFILES_MANAGED_PREFIX, managed_policy_arn_attached};
 use crate::finding::{Finding, RuleId};
-use crate::model::{Instance, Observed, Snapshot, arn_account, arn_partition};
+use crate::model::{Instance, Observed, Snapshot, profiles_domain_arn};
 
 pub fn cross_domain(snapshot: &Snapshot) -> Vec<Finding> {
     let Observed::Found(domains) = &snapshot.connect_domains else {
@@ -46,14 +46,7 @@ fn reaches_other_domain(snapshot: &Snapshot, instance: &Instance, domain: &str) 
 }
 
 fn finding(snapshot: &Snapshot, domain: &str, outsiders: &[&Instance]) -> Finding {
-    let first = outsiders[0];
-    let domain_arn = format!(
-        "arn:{}:profile:{}:{}:domains/{}",
-        arn_partition(&first.arn),
-        snapshot.region,
-        arn_account(&first.arn).unwrap_or("*"),
-        domain
-    );
+    let domain_arn = profiles_domain_arn(&outsiders[0].arn, &snapshot.region, domain);
     let arns: Vec<&str> = outsiders.iter().map(|i| i.arn.as_str()).collect();
     Finding::new(RuleId::ProfilesCrossDomainExposure, None, &domain_arn)
         .summary(format!(

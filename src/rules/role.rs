@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::remedy::{create_slr, managed_policy_arn, role_name, sh};
 use crate::finding::{Finding, RuleId};
-use crate::model::{Instance, Observed, Role, Snapshot, StorageConfig, arn_account, arn_partition};
+use crate::model::{Instance, Observed, Role, Snapshot, StorageConfig, profiles_domain_arn};
 use crate::policy;
 
 pub const SLR_PATH: &str = "/aws-service-role/connect.amazonaws.com/";
@@ -204,13 +204,7 @@ fn domain_access_missing(snapshot: &Snapshot, instance: &Instance, role: &Role) 
     if domain.starts_with(PROFILES_MANAGED_PREFIX) {
         return None;
     }
-    let domain_arn = format!(
-        "arn:{}:profile:{}:{}:domains/{}",
-        arn_partition(&instance.arn),
-        snapshot.region,
-        arn_account(&instance.arn).unwrap_or("*"),
-        domain
-    );
+    let domain_arn = profiles_domain_arn(&instance.arn, &snapshot.region, domain);
     if policy::allows_any_action_of(&inline_documents(role), "profile", &domain_arn) {
         return None;
     }
