@@ -1,0 +1,282 @@
+"""The benchmark suite (issue: performance). Drives the release Lambda binary
+over the Lambda Runtime API against the local bench and writes
+bench/out/benchmark.json, the chart docs/sweep-scaling.svg, and the tables
+for BENCHMARKS.md on stdout.
+
+    python bench/benchmark.py                 # full run (release binaries)
+    python bench/benchmark.py --smoke         # CI: few repetitions, small fleets
+
+Measures: Init (process start -> first poll for an event) and peak RSS,
+against a hello-world lambda_runtime function with the same profile; first
+and warm invocation times; AWS calls per event kind (through a counting
+proxy), with any call made twice in one pass; sweep wall time, calls and
+peak RSS for fleets of instances with injected per-call latency; and the
+Connect call rate at the default CONNECT_API_RPS.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from conftest import OUT, REPO, sample_event
+from fault_proxy import FaultProxy
+from local_aws import ACCOUNT, REGION, LocalAws, http_json
+from runtime_api import LambdaFunction
+from scenarios import (CONNECT_TRUST, MANAGED_POLICY, SCENARIOS, SLR_PATH, STREAM_POLICY, TOPIC_ARN,
+                       event_for, instance_arn, seed, spec_for)
+
+EVENT_KINDS = {
+    "instance (Connect event)": "connect-update-instance-storage-config.json",
+    "role (IAM event)": "iam-put-role-policy.json",
+    "domain (Customer Profiles event)": "profiles-update-domain.json",
+    "key (KMS event)": "kms-revoke-grant.json",
+    "sweep (schedule)": "scheduled-sweep.json",
+}
+
+
+def peak_rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def made_twice(calls):
+    """Calls identical to an earlier one in the same pass (operation and request)."""
+    return len(calls) - len(set(calls))
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+class Bench:
+    def __init__(self, bin_dir, hello):
+        self.bin_dir = Path(bin_dir)
+        self.hello = hello
+        self.aws = LocalAws(log_dir=OUT)
+        self.proxy = FaultProxy(self.aws.moto_url, self.aws.double_url)
+
+    def env(self, rps="1000"):
+        return {**self.aws.sdk_env(), "AWS_ENDPOINT_URL": self.proxy.url, "AWS_ENDPOINT_URL_CONNECT": self.proxy.url,
+                "AWS_ENDPOINT_URL_CUSTOMER_PROFILES": self.proxy.url, "ALERT_TOPIC_ARN": TOPIC_ARN,
+                "CONNECT_API_RPS": rps}
+
+    def start(self, binary, rps="1000"):
+        fn = LambdaFunction(str(binary), self.env(rps))
+        init = fn.wait_ready()
+        return fn, init
+
+    def timed(self, fn, event, timeout_s=900):
+        started = time.monotonic()
+        ok, body = fn.invoke(event, timeout_s=timeout_s)
+        if not ok:
+            raise RuntimeError(f"invocation failed: {body}")
+        return (time.monotonic() - started) * 1000, body
+
+    def healthy(self):
+        self.aws.reset()
+        self.proxy.set({})
+        return seed(self.aws, spec_for("healthy"))
+
+    def cold_starts(self, runs):
+        seeded = self.healthy()
+        targeted = event_for(SCENARIOS["healthy"], seeded, sample_event("kms-revoke-grant.json"))
+        sweep = json.loads(sample_event("scheduled-sweep.json"))
+        rows = {"guard": Counter(), "hello": Counter()}
+        samples = {k: {"init_ms": [], "rss_after_init_mb": [], "first_ms": [], "warm_targeted_ms": [],
+                       "warm_sweep_ms": [], "peak_rss_mb": []} for k in rows}
+        for _ in range(runs):
+            fn, init = self.start(self.hello)
+            samples["hello"]["init_ms"].append(init * 1000)
+            samples["hello"]["rss_after_init_mb"].append(peak_rss_mb(fn.process.pid))
+            ms, _ = self.timed(fn, {"hello": "world"})
+            samples["hello"]["first_ms"].append(ms)
+            samples["hello"]["peak_rss_mb"].append(peak_rss_mb(fn.process.pid))
+            fn.close()
+            fn, init = self.start(self.bin_dir / "connect-slr-guard-lambda")
+            s = samples["guard"]
+            s["init_ms"].append(init * 1000)
+            s["rss_after_init_mb"].append(peak_rss_mb(fn.process.pid))
+            s["first_ms"].append(self.timed(fn, targeted)[0])
+            s["warm_targeted_ms"].extend(self.timed(fn, targeted)[0] for _ in range(3))
+            s["warm_sweep_ms"].extend(self.timed(fn, sweep)[0] for _ in range(2))
+            s["peak_rss_mb"].append(peak_rss_mb(fn.process.pid))
+            fn.close()
+        return {k: {m: round(median(v), 2) for m, v in s.items() if v} | {"runs": runs} for k, s in samples.items()}
+
+    def calls_per_event_kind(self):
+        seeded = self.healthy()
+        fn, _ = self.start(self.bin_dir / "connect-slr-guard-lambda")
+        result = {}
+        try:
+            for kind, file in EVENT_KINDS.items():
+                event = event_for(SCENARIOS["healthy"], seeded, sample_event(file))
+                self.proxy.set({})
+                _, body = self.timed(fn, event)
+                calls = list(self.proxy.calls)
+                twice = made_twice(calls)
+                per_op = Counter(f"{svc}:{op}" for svc, op, _ in calls)
+                result[kind] = {"event": file, "calls": len(calls), "made_twice": twice,
+                                "by_operation": dict(sorted(per_op.items())),
+                                "instances_checked": body.get("instances_checked")}
+        finally:
+            fn.close()
+        return result
+
+    def seed_fleet(self, n):
+        """n ACTIVE instances, each with its own healthy SLR and a Kinesis CTR stream."""
+        self.aws.reset()
+        self.proxy.set({})
+        iam, sns, sqs = (self.aws.client(s) for s in ("iam", "sns", "sqs"))
+        instances, storage = [], {}
+        for i in range(n):
+            iid = f"{i:08d}-0000-4000-8000-000000000000"
+            name = f"AWSServiceRoleForAmazonConnect_Fleet{i:05d}"
+            iam.create_role(RoleName=name, Path=SLR_PATH, AssumeRolePolicyDocument=json.dumps(CONNECT_TRUST))
+            iam.attach_role_policy(RoleName=name, PolicyArn=MANAGED_POLICY)
+            iam.put_role_policy(RoleName=name, PolicyName="ConnectKinesisStream", PolicyDocument=json.dumps(STREAM_POLICY))
+            instances.append({"Id": iid, "Arn": instance_arn(iid), "InstanceAlias": f"fleet-{i}",
+                              "IdentityManagementType": "CONNECT_MANAGED", "CreatedTime": 1700000000,
+                              "InstanceStatus": "ACTIVE", "InboundCallsEnabled": True, "OutboundCallsEnabled": True,
+                              "ServiceRole": f"arn:aws:iam::{ACCOUNT}:role{SLR_PATH}{name}"})
+            storage[iid] = {"CONTACT_TRACE_RECORDS": [{"AssociationId": "ctr", "StorageType": "KINESIS_STREAM",
+                                                        "KinesisStreamConfig": {"StreamArn": STREAM_POLICY["Statement"][0]["Resource"]}}]}
+        sns.create_topic(Name=TOPIC_ARN.rsplit(":", 1)[1])
+        sqs.create_queue(QueueName="on-call")
+        http_json("PUT", f"{self.aws.double_url}/_double/state", {"instances": instances, "storage_configs": storage})
+
+    def sweep_scaling(self, sizes, latency_ms):
+        sweep = json.loads(sample_event("scheduled-sweep.json"))
+        rows = []
+        for n in sizes:
+            self.seed_fleet(n)
+            fn, _ = self.start(self.bin_dir / "connect-slr-guard-lambda")
+            try:
+                self.proxy.set({"*": {"mode": "slow", "delay_ms": latency_ms}})
+                ms, body = self.timed(fn, sweep)
+                calls = list(self.proxy.calls)
+                rows.append({"instances": n, "wall_s": round(ms / 1000, 2), "calls": len(calls),
+                             "connect_calls": sum(1 for c in calls if c[0] == "connect"),
+                             "made_twice": made_twice(calls),
+                             "peak_rss_mb": round(peak_rss_mb(fn.process.pid), 1),
+                             "findings": len(body["findings"]), "instances_checked": body["instances_checked"]})
+                print(f"  sweep of {n}: {rows[-1]}", file=sys.stderr)
+            finally:
+                self.proxy.set({})
+                fn.close()
+        return rows
+
+    def pacing(self, n):
+        """Connect calls per second at the default CONNECT_API_RPS (2, burst 5)."""
+        self.seed_fleet(n)
+        fn, _ = self.start(self.bin_dir / "connect-slr-guard-lambda", rps="2")
+        try:
+            self.proxy.set({})
+            ms, _ = self.timed(fn, json.loads(sample_event("scheduled-sweep.json")))
+            connect = sum(1 for c in self.proxy.calls if c[0] == "connect")
+        finally:
+            fn.close()
+        return {"instances": n, "connect_calls": connect, "wall_s": round(ms / 1000, 2),
+                "connect_calls_per_s": round(connect / (ms / 1000), 2)}
+
+    def close(self):
+        self.proxy.close()
+        self.aws.close()
+
+
+def svg_chart(rows, path):
+    """Sweep wall time and call count against instance count (log x), as SVG."""
+    w, h, pad = 640, 360, 60
+    xs = [r["instances"] for r in rows]
+    import math
+    lx = [math.log10(max(x, 1)) for x in xs]
+    x_of = lambda v: pad + (math.log10(max(v, 1)) - min(lx)) / ((max(lx) - min(lx)) or 1) * (w - 2 * pad)
+
+    def line(values, colour, label, right):
+        top = max(values) or 1
+        y_of = lambda v: h - pad - v / top * (h - 2 * pad)
+        pts = " ".join(f"{x_of(x):.1f},{y_of(v):.1f}" for x, v in zip(xs, values))
+        axis_x = w - pad if right else pad
+        ticks = "".join(
+            f'<text x="{axis_x + (8 if right else -8)}" y="{y_of(top * f) + 4:.1f}" font-size="11" '
+            f'text-anchor="{"start" if right else "end"}" fill="{colour}">{top * f:.0f}</text>' for f in (0, 0.5, 1))
+        dots = "".join(f'<circle cx="{x_of(x):.1f}" cy="{y_of(v):.1f}" r="3" fill="{colour}"/>' for x, v in zip(xs, values))
+        return (f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>{dots}{ticks}'
+                f'<text x="{axis_x}" y="{pad - 14}" font-size="12" text-anchor="middle" fill="{colour}">{label}</text>')
+
+    xticks = "".join(f'<text x="{x_of(x):.1f}" y="{h - pad + 18}" font-size="11" text-anchor="middle">{x}</text>' for x in xs)
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif">'
+           f'<rect width="{w}" height="{h}" fill="white"/>'
+           f'<text x="{w / 2}" y="20" font-size="14" text-anchor="middle">Sweep: wall time and AWS calls by instance count</text>'
+           f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>'
+           f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="#888"/>'
+           f'<line x1="{w - pad}" y1="{pad}" x2="{w - pad}" y2="{h - pad}" stroke="#888"/>'
+           f'{xticks}<text x="{w / 2}" y="{h - 20}" font-size="12" text-anchor="middle">instances (log scale)</text>'
+           + line([r["wall_s"] for r in rows], "#c0392b", "wall time (s)", False)
+           + line([r["calls"] for r in rows], "#2471a3", "AWS calls", True)
+           + "</svg>\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg)
+
+
+def build_hello(profile):
+    manifest = REPO / "bench" / "hello-lambda" / "Cargo.toml"
+    args = ["cargo", "build", "--quiet", "--manifest-path", str(manifest)] + (["--release"] if profile == "release" else [])
+    subprocess.run(args, check=True)
+    import os
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/connect-slr-guard/target"))
+    return target / profile / "hello-lambda"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a quick run for CI: 3 starts, fleets of 1 and 10")
+    parser.add_argument("--profile", default=None, help="cargo profile of the binaries (default: release; debug with --smoke)")
+    parser.add_argument("--latency-ms", type=int, default=20)
+    args = parser.parse_args()
+    profile = args.profile or ("debug" if args.smoke else "release")
+    import os
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/connect-slr-guard/target"))
+    bin_dir = target / profile
+    hello = build_hello(profile)
+    bench = Bench(bin_dir, hello)
+    try:
+        results = {"profile": profile, "latency_ms": args.latency_ms}
+        print("cold starts...", file=sys.stderr)
+        results["cold_start"] = bench.cold_starts(3 if args.smoke else 20)
+        print("calls per event kind...", file=sys.stderr)
+        results["calls"] = bench.calls_per_event_kind()
+        print("sweep scaling...", file=sys.stderr)
+        results["sweep"] = bench.sweep_scaling([1, 10] if args.smoke else [1, 10, 100, 500], args.latency_ms)
+        if not args.smoke:
+            print("pacing...", file=sys.stderr)
+            results["pacing"] = bench.pacing(5)
+    finally:
+        bench.close()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "benchmark.json").write_text(json.dumps(results, indent=2))
+    if not args.smoke:
+        svg_chart(results["sweep"], REPO / "docs" / "sweep-scaling.svg")
+    check(results)
+    print(json.dumps(results, indent=2))
+
+
+def check(results):
+    """What must hold on every run, smoke included: fails the run otherwise."""
+    for kind, row in results["calls"].items():
+        assert row["made_twice"] == 0, f"{kind}: a call was made twice in one pass: {row}"
+    for row in results["sweep"]:
+        assert row["made_twice"] == 0, f"sweep of {row['instances']}: a call was made twice: {row}"
+        assert row["instances_checked"] == row["instances"], row
+    targeted = results["calls"]["instance (Connect event)"]["by_operation"]
+    assert "connect:ListInstances" not in targeted, "an instance event must not list the account"
+
+
+if __name__ == "__main__":
+    main()
