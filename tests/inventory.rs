@@ -299,3 +299,27 @@ async fn deadline_reached_reports_what_was_not_read() {
     );
     assert!(findings[0].summary.contains("deadline"));
 }
+
+#[tokio::test]
+async fn key_event_on_an_aws_managed_key_costs_one_kms_read() {
+    let mut account = Account::healthy();
+    account.kms.insert(
+        0,
+        mock!(aws_sdk_kms::Client::describe_key).then_output(|| {
+            let mut metadata = key_metadata(
+                "arn:aws:kms:eu-west-2:111122223333:key/aws-ebs",
+                KeyState::Enabled,
+            );
+            metadata.key_manager = Some(aws_sdk_kms::types::KeyManagerType::Aws);
+            DescribeKeyOutput::builder().key_metadata(metadata).build()
+        }),
+    );
+    let scope = Scope::Key("arn:aws:kms:eu-west-2:111122223333:key/aws-ebs".into());
+    let snapshot = collect(&account.aws(), &scope, &Options::default()).await;
+    assert_eq!(rules_of(&snapshot), vec![]);
+    assert_eq!(
+        account.calls(),
+        1,
+        "no Connect sweep for a key no rule applies to"
+    );
+}

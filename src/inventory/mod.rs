@@ -96,6 +96,18 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
         region: aws.region.clone(),
         ..Snapshot::default()
     };
+    if let Scope::Key(key) = scope {
+        // AWS services create and retire grants on AWS managed keys all the
+        // time; no rule applies to those keys, so one KMS read spares the
+        // Connect quota a storage-config sweep.
+        let found = opts.read(kms::describe_key(aws, key)).await;
+        let aws_managed = found.found().is_some_and(|k| !k.customer_managed);
+        snapshot.keys.insert(key.clone(), found);
+        if aws_managed {
+            snapshot.account = opts.account.clone();
+            return snapshot;
+        }
+    }
     let mut instances = match opts.read(select_instances(aws, scope)).await {
         Observed::Found(instances) => instances,
         Observed::Absent => Vec::new(),
@@ -119,14 +131,15 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
         profiles::get_domain(aws, &name).await
     })
     .await;
-    let mut key_refs = key_references(&snapshot, &instances);
-    if let Scope::Key(key) = scope {
-        key_refs.insert(key.clone());
-    }
-    snapshot.keys = read_all(key_refs, opts, |key| async move {
+    let key_refs = key_references(&snapshot, &instances)
+        .into_iter()
+        .filter(|k| !snapshot.keys.contains_key(k))
+        .collect();
+    let keys = read_all(key_refs, opts, |key| async move {
         kms::describe_key(aws, &key).await
     })
     .await;
+    snapshot.keys.extend(keys);
 
     focus(&mut instances, scope, &snapshot);
     if !storage_first {
