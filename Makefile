@@ -1,4 +1,4 @@
-.PHONY: demo test
+.PHONY: demo test lint-template package
 
 # Replays real events against an emulated account and prints the alerts.
 demo:
@@ -7,3 +7,11 @@ demo:
 # Everything CI runs.
 test:
 	bash scripts/test.sh
+
+# cfn-lint, sam validate --lint and the template tests (needs no AWS account).
+lint-template:
+	bash scripts/lint-template.sh
+
+# sam build: the arm64 bootstrap through cargo-lambda + zig, and its zip size.
+package:
+	bash scripts/package.sh

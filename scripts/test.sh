@@ -21,6 +21,9 @@ mkdir -p bench/out
 (cd bench && "$venv/bin/python" benchmark.py --smoke > out/benchmark-smoke.json)
 echo "benchmark smoke: ok (bench/out/benchmark-smoke.json)"
 
+echo "== SAM templates: cfn-lint, sam validate --lint, least-privilege tests"
+bash scripts/lint-template.sh 2>&1 | tee -a "$log"
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"

@@ -1,0 +1,496 @@
+"""Checks on template.yaml and deploy/iam-forwarder.yaml (run by scripts/lint-template.sh).
+
+- Least privilege: every action the function's role grants is in ALLOWED, on
+  the resources ALLOWED names for it; no wildcard actions, no NotAction or
+  NotResource, no managed policies. A deliberately widened copy of the
+  template (iam:PassRole, kms:*, sns:Publish on "*", ...) must fail the same
+  check.
+- Event patterns: every sample in events/ is matched by the rule meant for it
+  (moto's EventBridge pattern matcher), the ignored samples and failed calls
+  by none; every event name the trigger parser handles is routed; the
+  us-east-1 forwarder uses exactly the guard's IAM pattern.
+- Completeness: the SAM translation lints clean, and the function has its
+  build method, arm64 default, JSON logs, retention, retries, on-failure
+  queue, alarms and reserved concurrency.
+
+The template is parsed with cfn-lint's CloudFormation-aware loader
+(cfnlint.decode), so !Ref/!Sub/!GetAtt/!If arrive as {"Ref": ...} etc. and
+are compared structurally, never as rendered strings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from cfnlint.decode import decode, decode_str
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "template.yaml"
+FORWARDER = REPO / "deploy" / "iam-forwarder.yaml"
+EVENTS = REPO / "events"
+TRIGGER_RS = REPO / "src" / "trigger.rs"
+
+FUNCTION = "GuardFunction"
+
+
+def sub(text: str) -> dict:
+    return {"Fn::Sub": text}
+
+
+ANY = "*"
+
+# action -> the resources it may be granted on (structural, as decoded).
+# The read actions are exactly those the function calls (README: "The
+# identity needs only read access"); the rest are what running it needs:
+# publishing to its own topic (and that topic's key), writing its own logs,
+# and sending failed events to its own on-failure queue.
+ALLOWED: dict[str, list[Any]] = {
+    # No resource-level permissions exist for these three.
+    "connect:ListInstances": [ANY],
+    "profile:ListAccountIntegrations": [ANY],
+    "profile:ListDomains": [ANY],
+    "connect:DescribeInstance": [sub("arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/*")],
+    "connect:ListInstanceStorageConfigs": [
+        sub("arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/*")
+    ],
+    "profile:GetDomain": [sub("arn:${AWS::Partition}:profile:${AWS::Region}:${AWS::AccountId}:domains/*")],
+    **{
+        f"iam:{a}": [sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*AWSServiceRoleForAmazonConnect*")]
+        for a in ("GetRole", "ListAttachedRolePolicies", "ListRolePolicies", "GetRolePolicy")
+    },
+    **{
+        f"kms:{a}": [sub("arn:${AWS::Partition}:kms:${AWS::Region}:*:key/*")]
+        for a in ("DescribeKey", "ListGrants")
+    },
+    "sns:Publish": [{"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}],
+    **{
+        f"kms:{a}": [{"Fn::GetAtt": ["AlertKey", "Arn"]}, {"Ref": "ExistingAlertTopicKmsKeyArn"}]
+        for a in ("GenerateDataKey", "Decrypt")
+    },
+    "logs:CreateLogStream": [{"Fn::GetAtt": ["GuardLogGroup", "Arn"]}],
+    "logs:PutLogEvents": [{"Fn::GetAtt": ["GuardLogGroup", "Arn"]}],
+    "sqs:SendMessage": [{"Fn::GetAtt": ["FailureQueue", "Arn"]}],
+}
+ALLOWED_LOWER = {k.lower(): v for k, v in ALLOWED.items()}
+# The topic key's data-key actions are usable only through SNS.
+VIA_SNS = {"kms:generatedatakey", "kms:decrypt"}
+
+
+# ------------------------------------------------------------------ helpers
+def plain(node: Any) -> Any:
+    """cfn-lint's node types -> plain dicts/lists/str (keeps intrinsics as dicts)."""
+    return json.loads(json.dumps(node))
+
+
+def load(path: Path) -> dict:
+    template, matches = decode(str(path))
+    assert not matches, [str(m) for m in matches]
+    return plain(template)
+
+
+def load_str(text: str) -> dict:
+    template, matches = decode_str(text)
+    assert not matches, [str(m) for m in matches]
+    return plain(template)
+
+
+def branches(node: Any) -> Iterator[Any]:
+    """Every value a node can take: both arms of each Fn::If, AWS::NoValue dropped."""
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        _, yes, no = node["Fn::If"]
+        yield from branches(yes)
+        yield from branches(no)
+    elif node == {"Ref": "AWS::NoValue"}:
+        return
+    else:
+        yield node
+
+
+def as_list(node: Any) -> list:
+    out = []
+    for value in branches(node):
+        for item in value if isinstance(value, list) else [value]:
+            out.extend(branches(item))
+    return out
+
+
+def role_of_function(template: dict) -> tuple[str, list[str]]:
+    """The logical id of the function's role, plus problems with how it is given."""
+    props = template["Resources"][FUNCTION]["Properties"]
+    problems = []
+    if "Policies" in props:
+        problems.append(f"{FUNCTION} has SAM Policies: grant through its explicit role only")
+    role = props.get("Role")
+    if not (isinstance(role, dict) and role.get("Fn::GetAtt", [None, None])[1] == "Arn"):
+        problems.append(f"{FUNCTION} must use an explicit role from this template (Role: !GetAtt X.Arn)")
+        return "", problems
+    return role["Fn::GetAtt"][0], problems
+
+
+def function_statements(template: dict) -> tuple[list[dict], list[str]]:
+    """All policy statements that reach the function's role, with problems found on the way."""
+    role_id, problems = role_of_function(template)
+    if not role_id:
+        return [], problems
+    resources = template["Resources"]
+    role = resources[role_id]
+    assert role["Type"] == "AWS::IAM::Role", role_id
+    props = role["Properties"]
+    for key in ("ManagedPolicyArns",):
+        if as_list(props.get(key, [])):
+            problems.append(f"{role_id} has {key}: managed policies cannot be checked, inline only")
+    documents = [p["PolicyDocument"] for p in as_list(props.get("Policies", []))]
+    for name, res in resources.items():
+        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::RolePolicy", "AWS::IAM::ManagedPolicy"):
+            rp = res["Properties"]
+            roles = as_list(rp.get("Roles", [])) + as_list(rp.get("RoleName", []))
+            if {"Ref": role_id} in roles:
+                documents.append(rp["PolicyDocument"])
+    statements = []
+    for doc in documents:
+        for st in as_list(doc.get("Statement", [])):
+            statements.append(st)
+    return statements, problems
+
+
+def violations(template: dict) -> list[str]:
+    """Everything the function's role may do beyond ALLOWED. Empty means least privilege holds."""
+    statements, problems = function_statements(template)
+    for st in statements:
+        sid = st.get("Sid", "<no Sid>")
+        if st.get("Effect") == "Deny":
+            continue  # a Deny can only narrow
+        if st.get("Effect") != "Allow":
+            problems.append(f"{sid}: Effect must be Allow or Deny")
+            continue
+        for key in ("NotAction", "NotResource", "NotPrincipal"):
+            if key in st:
+                problems.append(f"{sid}: {key} grants everything else")
+        actions = as_list(st.get("Action", []))
+        resources = as_list(st.get("Resource", []))
+        if not actions:
+            problems.append(f"{sid}: no Action")
+        for action in actions:
+            if not isinstance(action, str):
+                problems.append(f"{sid}: computed action {action!r}")
+                continue
+            lowered = action.lower()
+            if "*" in action or "?" in action:
+                problems.append(f"{sid}: wildcard action {action}")
+                continue
+            if lowered not in ALLOWED_LOWER:
+                problems.append(f"{sid}: {action} is not an action the function needs")
+                continue
+            for resource in resources:
+                if resource not in ALLOWED_LOWER[lowered]:
+                    problems.append(f"{sid}: {action} on {json.dumps(resource)} (allowed: {ALLOWED_LOWER[lowered]})")
+            if lowered in VIA_SNS:
+                via = st.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+                if via != sub("sns.${AWS::Region}.amazonaws.com"):
+                    problems.append(f"{sid}: {action} must be limited to kms:ViaService sns.<region>")
+    return problems
+
+
+def widened(template: dict, statement: dict) -> dict:
+    t = copy.deepcopy(template)
+    role_id, _ = role_of_function(t)
+    t["Resources"][role_id]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(statement)
+    return t
+
+
+# ---------------------------------------------------------- least privilege
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load(TEMPLATE)
+
+
+def test_function_role_is_least_privilege(template):
+    assert violations(template) == []
+
+
+def test_every_allowed_action_is_granted(template):
+    """The allowed list is not stale: each action in it is actually granted."""
+    statements, _ = function_statements(template)
+    granted = {a.lower() for st in statements for a in as_list(st.get("Action", []))}
+    assert granted == set(ALLOWED_LOWER)
+
+
+def test_no_wildcard_actions_on_iam_or_kms_anywhere_in_the_functions_role(template):
+    statements, _ = function_statements(template)
+    for st in statements:
+        for action in as_list(st.get("Action", [])):
+            if action.lower().startswith(("iam:", "kms:")):
+                assert "*" not in action and "?" not in action, action
+
+
+def test_sns_publish_only_on_the_alert_topic(template):
+    statements, _ = function_statements(template)
+    publish = [st for st in statements if "sns:Publish" in as_list(st["Action"])]
+    assert publish, "the function must be able to publish alerts"
+    for st in publish:
+        assert set(map(json.dumps, as_list(st["Resource"]))) <= {
+            json.dumps({"Ref": "AlertTopic"}),
+            json.dumps({"Ref": "ExistingAlertTopicArn"}),
+        }
+    # ... and that topic is the one the function is told to use.
+    env = template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert env["ALERT_TOPIC_ARN"] == {"Fn::If": ["CreateTopic", {"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}]}
+
+
+WIDENINGS = {
+    "iam:PassRole": {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"},
+    "kms:*": {"Effect": "Allow", "Action": "kms:*", "Resource": "*"},
+    "iam:Get*": {"Effect": "Allow", "Action": ["iam:Get*"], "Resource": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*")},
+    "kms:CreateGrant": {"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": sub("arn:${AWS::Partition}:kms:${AWS::Region}:*:key/*")},
+    "sns:Publish on *": {"Effect": "Allow", "Action": "sns:Publish", "Resource": "*"},
+    "iam:GetRole on every role": {"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*"},
+    "kms:Decrypt on every key": {
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"kms:ViaService": sub("sns.${AWS::Region}.amazonaws.com")}},
+    },
+    "kms:Decrypt not via SNS": {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": {"Fn::GetAtt": ["AlertKey", "Arn"]}},
+    "NotAction": {"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"},
+    "dynamodb:PutItem (no ledger table)": {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"},
+    "hidden in Fn::If": {
+        "Fn::If": ["CreateTopic", {"Ref": "AWS::NoValue"}, {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(WIDENINGS))
+def test_a_widened_policy_fails_the_check(template, name):
+    assert violations(widened(template, WIDENINGS[name])), f"widening {name!r} was not caught"
+
+
+def test_a_managed_policy_on_the_role_fails_the_check(template):
+    t = copy.deepcopy(template)
+    t["Resources"]["GuardRole"]["Properties"]["ManagedPolicyArns"] = ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    assert violations(t)
+
+
+def test_sam_policies_on_the_function_fail_the_check(template):
+    t = copy.deepcopy(template)
+    t["Resources"][FUNCTION]["Properties"]["Policies"] = ["AWSLambdaBasicExecutionRole"]
+    assert violations(t)
+
+
+def test_a_widened_copy_of_the_template_file_fails(template):
+    """The same check, on the YAML text, as an operator would widen it."""
+    text = TEMPLATE.read_text()
+    anchor = "                Action: [kms:DescribeKey, kms:ListGrants]\n"
+    assert text.count(anchor) == 1
+    bad = text.replace(anchor, "                Action: [kms:DescribeKey, kms:ListGrants, kms:CreateGrant]\n")
+    assert violations(load_str(text)) == []
+    assert any("kms:CreateGrant" in v for v in violations(load_str(bad)))
+
+
+# ----------------------------------------------------------- event patterns
+EventPattern = pytest.importorskip("moto.events.models").EventPattern
+
+
+def rules(template: dict) -> dict[str, dict]:
+    """EventBridgeRule events of the function -> pattern."""
+    events = template["Resources"][FUNCTION]["Properties"]["Events"]
+    return {name: ev["Properties"]["Pattern"] for name, ev in events.items() if ev["Type"] == "EventBridgeRule"}
+
+
+def matching(template: dict, event: dict) -> list[str]:
+    return [name for name, pattern in rules(template).items() if EventPattern.load(json.dumps(pattern)).matches_event(event)]
+
+
+def expected_rule(filename: str) -> str | None:
+    if filename.startswith("ignored-") or filename == "scheduled-sweep.json":
+        return None
+    if filename == "kms-cmk-deletion.json":
+        return "KmsKeyEvents"
+    prefix = filename.split("-", 1)[0]
+    return {"iam": "IamEvents", "connect": "ConnectEvents", "profiles": "ProfilesEvents", "kms": "KmsApiEvents"}[prefix]
+
+
+SAMPLES = sorted(p.name for p in EVENTS.glob("*.json"))
+
+
+def test_there_are_samples():
+    assert len(SAMPLES) >= 30
+
+
+@pytest.mark.parametrize("filename", SAMPLES)
+def test_each_sample_event_is_routed_by_exactly_its_rule(template, filename):
+    event = json.loads((EVENTS / filename).read_text())
+    want = expected_rule(filename)
+    assert matching(template, event) == ([want] if want else [])
+
+
+def test_the_schedule_drives_the_sweep(template):
+    events = template["Resources"][FUNCTION]["Properties"]["Events"]
+    sweep = [e for e in events.values() if e["Type"] == "Schedule"]
+    assert len(sweep) == 1
+    assert sweep[0]["Properties"]["Schedule"] == {"Ref": "SweepSchedule"}
+    assert template["Parameters"]["SweepSchedule"]["Default"] == "rate(1 hour)"
+
+
+def sample(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_failed_calls_are_not_routed(template):
+    for name in SAMPLES:
+        if expected_rule(name) and name != "kms-cmk-deletion.json":
+            event = sample(name)
+            event["detail"]["errorCode"] = "AccessDenied"
+            event["detail"]["errorMessage"] = "User is not authorized"
+            assert matching(template, event) == [], name
+
+
+def test_unrelated_iam_and_kms_calls_are_not_routed(template):
+    other_slr = sample("iam-create-service-linked-role.json")
+    other_slr["detail"]["requestParameters"]["aWSServiceName"] = "elasticbeanstalk.amazonaws.com"
+    assert matching(template, other_slr) == []
+
+    read_only = sample("iam-delete-role.json")
+    read_only["detail"]["eventName"] = "GetRole"
+    assert matching(template, read_only) == []
+
+    other_grantee = sample("kms-create-grant.json")
+    other_grantee["detail"]["requestParameters"]["granteePrincipal"] = "arn:aws:iam::111122223333:role/ebs-thing"
+    assert matching(template, other_grantee) == []
+
+    path_less = sample("kms-create-grant.json")
+    path_less["detail"]["requestParameters"]["granteePrincipal"] = (
+        "arn:aws:iam::111122223333:role/AWSServiceRoleForAmazonConnect_AbCdEf123456"
+    )
+    assert matching(template, path_less) == ["KmsApiEvents"]
+
+
+def rust_list(source: str, name: str) -> list[str]:
+    m = re.search(rf"const {name}: &\[&str\] = &\[(.*?)\];", source, re.S)
+    assert m, f"{name} not found in src/trigger.rs: update deploy/test_template.py with the trigger parser"
+    return re.findall(r'"([A-Za-z]+)"', m.group(1))
+
+
+def pattern_event_names(pattern: dict) -> set[str]:
+    detail = pattern.get("detail", {})
+    names = set(detail.get("eventName", []))
+    for alt in detail.get("$or", []):
+        names |= set(alt.get("eventName", []))
+    return names
+
+
+def test_every_event_name_the_trigger_parser_handles_is_routed(template):
+    """The patterns and src/trigger.rs must change together."""
+    source = TRIGGER_RS.read_text()
+    r = rules(template)
+    for const, rule in [
+        ("IAM_EVENTS", "IamEvents"),
+        ("CONNECT_EVENTS", "ConnectEvents"),
+        ("PROFILES_EVENTS", "ProfilesEvents"),
+        ("KMS_EVENTS", "KmsApiEvents"),
+    ]:
+        assert pattern_event_names(r[rule]) == set(rust_list(source, const)), rule
+
+
+def test_the_forwarder_forwards_exactly_the_guards_iam_events(template):
+    forwarder = load(FORWARDER)
+    rule = forwarder["Resources"]["IamEventsForwarder"]["Properties"]
+    assert rule["EventPattern"] == rules(template)["IamEvents"]
+    [target] = rule["Targets"]
+    bus = sub("arn:${AWS::Partition}:events:${ConnectRegion}:${AWS::AccountId}:event-bus/default")
+    assert target["Arn"] == bus
+    role = forwarder["Resources"]["ForwarderRole"]["Properties"]
+    [policy] = role["Policies"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement == {"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus}
+    # Forwarding us-east-1 to itself would loop.
+    pattern = re.compile(forwarder["Parameters"]["ConnectRegion"]["AllowedPattern"])
+    assert not pattern.fullmatch("us-east-1")
+    assert pattern.fullmatch("eu-west-2") and pattern.fullmatch("us-east-2")
+
+
+# ------------------------------------------------------------ completeness
+def test_function_shape(template):
+    fn = template["Resources"][FUNCTION]
+    assert fn["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "connect-slr-guard-lambda"}}
+    p = fn["Properties"]
+    assert (p["Runtime"], p["Handler"], p["CodeUri"]) == ("provided.al2023", "bootstrap", ".")
+    assert p["Architectures"] == [{"Ref": "Architecture"}]
+    arch = template["Parameters"]["Architecture"]
+    assert arch["Default"] == "arm64" and set(arch["AllowedValues"]) == {"arm64", "x86_64"}
+    assert p["LoggingConfig"]["LogFormat"] == "JSON"
+    assert p["LoggingConfig"]["LogGroup"] == {"Ref": "GuardLogGroup"}
+    assert template["Resources"]["GuardLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    env = p["Environment"]["Variables"]
+    assert set(env) == {"ALERT_TOPIC_ARN", "REQUIRED_GRANT_OPERATIONS", "CONNECT_API_RPS"}
+    assert template["Parameters"]["RequiredGrantOperations"]["Default"] == "Decrypt,GenerateDataKey"
+    # Reserved concurrency x per-invocation rate stays within the Connect quota (2/s).
+    assert int(template["Parameters"]["ReservedConcurrency"]["Default"]) * float(
+        template["Parameters"]["ConnectApiRps"]["Default"]
+    ) <= 2
+    assert p["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["ReserveConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_failure_handling(template):
+    res = template["Resources"]
+    p = res[FUNCTION]["Properties"]
+    on_failure = p["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+    assert on_failure == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["FailureQueue", "Arn"]}}
+    assert res["FailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    for name, ev in p["Events"].items():
+        assert ev["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FailureQueue", "Arn"]}}, name
+    topic = {"Fn::If": ["CreateTopic", {"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}]}
+    alarms = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    metrics = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    assert metrics == {("AWS/Lambda", "Errors"), ("AWS/SQS", "ApproximateNumberOfMessagesVisible")}
+    for a in alarms.values():
+        assert a["AlarmActions"] == [topic]
+
+
+def test_topic_is_kms_encrypted_optional_and_exported(template):
+    res = template["Resources"]
+    assert res["AlertTopic"]["Condition"] == "CreateTopic"
+    assert res["AlertTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertKey"}
+    assert res["AlertKey"]["Properties"]["EnableKeyRotation"] is True
+    cw = [s for s in res["AlertKey"]["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchAlarms"]
+    assert cw and cw[0]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert res["AlertEmailSubscription"]["Condition"] == "HasEmail"
+    assert template["Parameters"]["AlertEmail"]["Default"] == ""
+    assert template["Parameters"]["ExistingAlertTopicArn"]["Default"] == ""
+    assert template["Outputs"]["AlertTopicArn"]["Value"] == {
+        "Fn::If": ["CreateTopic", {"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}]
+    }
+
+
+def translated(template: dict) -> dict:
+    """What CloudFormation would receive (the SAM transform, offline)."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self):
+            return {}
+
+    t = copy.deepcopy(template)
+    t["Resources"][FUNCTION]["Properties"]["CodeUri"] = "s3://example-bucket/connect-slr-guard.zip"
+    return transform(t, {}, NoManagedPolicies())
+
+
+def test_translated_template_lints_clean(template, monkeypatch):
+    from cfnlint.api import lint
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    out = translated(template)
+    kinds = sorted(r["Type"] for r in out["Resources"].values())
+    assert kinds.count("AWS::Events::Rule") == 6
+    assert kinds.count("AWS::Lambda::Permission") == 6
+    assert "AWS::Lambda::EventInvokeConfig" in kinds
+    # The transform added no role and no policy of its own.
+    assert kinds.count("AWS::IAM::Role") == 1
+    errors = lint(json.dumps(out), regions=["us-east-1", "eu-west-2", "ap-southeast-2"])
+    assert [str(e) for e in errors] == []
