@@ -1,4 +1,4 @@
-.PHONY: demo test lint-template package
+.PHONY: demo test bench lint-template package
 
 # Replays real events against an emulated account and prints the alerts.
 demo:
@@ -7,6 +7,10 @@ demo:
 # Everything CI runs.
 test:
 	bash scripts/test.sh
+
+# The benchmark behind BENCHMARKS.md (release build; about 10 minutes).
+bench:
+	bash scripts/benchmark.sh
 
 # cfn-lint, sam validate --lint and the template tests (needs no AWS account).
 lint-template:

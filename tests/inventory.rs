@@ -12,7 +12,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::ErrorMetadata;
 use connect_slr_guard::finding::RuleId;
-use connect_slr_guard::inventory::{Options, STORAGE_TYPES, collect};
+use connect_slr_guard::inventory::{Options, Progress, STORAGE_TYPES, collect};
 use connect_slr_guard::model::Observed;
 use connect_slr_guard::rules::{RuleSettings, evaluate};
 use connect_slr_guard::trigger::Scope;
@@ -96,9 +96,18 @@ async fn sweep_follows_every_page_and_judges_cross_domain_exposure() {
                     .build()
             }),
     );
-    let snapshot = collect(&account.aws(), &Scope::Everything, &Options::default()).await;
+    let reported = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = reported.clone();
+    let opts = Options {
+        progress: Some(Progress(std::sync::Arc::new(move |done, total| {
+            log.lock().unwrap().push((done, total))
+        }))),
+        ..Options::default()
+    };
+    let snapshot = collect(&account.aws(), &Scope::Everything, &opts).await;
 
     assert_eq!(snapshot.instances.len(), 2, "both pages read");
+    assert_eq!(*reported.lock().unwrap(), vec![(1, 2), (2, 2)], "progress");
     assert_eq!(calls_of(&account.connect)[..2], [1, 1]);
     // The second instance has no domain, so the managed policy lets it
     // reach amazon-connect-acme: exposure.
@@ -322,4 +331,43 @@ async fn key_event_on_an_aws_managed_key_costs_one_kms_read() {
         1,
         "no Connect sweep for a key no rule applies to"
     );
+}
+
+#[tokio::test]
+async fn a_seed_shuffles_the_sweep_order_so_a_cut_off_tail_moves() {
+    let mut account = Account::healthy();
+    let ids: Vec<String> = (0..8)
+        .map(|i| format!("{i:08}-2222-3333-4444-555555555555"))
+        .collect();
+    let listed = ids.clone();
+    account.connect.insert(
+        0,
+        mock!(aws_sdk_connect::Client::list_instances).then_output(move || {
+            ListInstancesOutput::builder()
+                .set_instance_summary_list(Some(listed.iter().map(|id| summary(id)).collect()))
+                .build()
+        }),
+    );
+    let order = |seed| {
+        let aws = account.aws();
+        async move {
+            let opts = Options {
+                order_seed: seed,
+                ..Options::default()
+            };
+            let snapshot = collect(&aws, &Scope::Everything, &opts).await;
+            snapshot
+                .instances
+                .into_iter()
+                .map(|i| i.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(order(None).await, ids, "no seed: the API's order");
+    let first = order(Some(1)).await;
+    let mut sorted = first.clone();
+    sorted.sort();
+    assert_eq!(sorted, ids, "a permutation");
+    assert_eq!(order(Some(1)).await, first, "the same seed, the same order");
+    assert_ne!(order(Some(2)).await, first, "another hour, another order");
 }

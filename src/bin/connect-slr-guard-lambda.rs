@@ -44,6 +44,7 @@ async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Value, Diagn
     };
     let opts = Options {
         deadline: Some(stop_reading_at(context.deadline())),
+        order_seed: Some(hours_since_epoch()),
         account,
         ..Options::default()
     };
@@ -64,6 +65,12 @@ async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Value, Diagn
         "alerts_published": report.alerts_published,
         "checks_incomplete": report.checks_incomplete,
     }))
+}
+
+fn hours_since_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 3600)
 }
 
 fn stop_reading_at(deadline: SystemTime) -> Instant {

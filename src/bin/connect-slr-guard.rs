@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use connect_slr_guard::config::{RawSettings, Settings};
 use connect_slr_guard::guard::{Delivery, Guard, PassReport};
-use connect_slr_guard::inventory::Options;
+use connect_slr_guard::inventory::{Options, Progress};
 use connect_slr_guard::trigger::{self, Parsed, Scope, Trigger};
 use serde_json::json;
 
@@ -133,6 +133,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             trigger,
             &Options {
                 account,
+                progress: std::io::stderr().is_terminal().then(progress_on_stderr),
                 ..Options::default()
             },
             delivery,
@@ -156,6 +157,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// "instances 12/40" on one stderr line, for people watching a long sweep.
+fn progress_on_stderr() -> Progress {
+    Progress(std::sync::Arc::new(|done, total| {
+        eprint!("\rinstances {done}/{total}");
+        if done == total {
+            eprintln!();
+        }
+    }))
 }
 
 fn read_event(file: &PathBuf) -> Result<(Parsed, Option<String>), String> {

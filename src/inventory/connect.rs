@@ -21,15 +21,25 @@ pub const STORAGE_TYPES: [InstanceStorageResourceType; 10] = [
     InstanceStorageResourceType::MediaStreams,
 ];
 
+/// Every instance, page by page. The loops follow `NextToken` themselves
+/// (not the SDK paginator) so that each request, and only a request, takes
+/// a slot from the Connect pace.
 #[tracing::instrument(skip(aws))]
 pub async fn list_instances(aws: &Aws) -> Result<Vec<Instance>, ReadError> {
-    let mut pages = aws.connect.list_instances().into_paginator().send();
     let mut instances = Vec::new();
+    let mut next_token = None;
     loop {
         aws.connect_pace.wait().await;
-        match pages.try_next().await? {
-            Some(page) => instances.extend(page.instance_summary_list().iter().map(from_summary)),
-            None => return Ok(instances),
+        let page = aws
+            .connect
+            .list_instances()
+            .set_next_token(next_token)
+            .send()
+            .await?;
+        instances.extend(page.instance_summary_list().iter().map(from_summary));
+        next_token = page.next_token().map(str::to_owned);
+        if next_token.is_none() {
+            return Ok(instances);
         }
     }
 }
@@ -91,23 +101,26 @@ pub async fn storage_configs(
 ) -> Result<Vec<StorageConfig>, ReadError> {
     let mut configs = Vec::new();
     for resource_type in STORAGE_TYPES {
-        let mut pages = aws
-            .connect
-            .list_instance_storage_configs()
-            .instance_id(instance_id)
-            .resource_type(resource_type.clone())
-            .into_paginator()
-            .send();
+        let mut next_token = None;
         loop {
             aws.connect_pace.wait().await;
-            let Some(page) = pages.try_next().await? else {
-                break;
-            };
+            let page = aws
+                .connect
+                .list_instance_storage_configs()
+                .instance_id(instance_id)
+                .resource_type(resource_type.clone())
+                .set_next_token(next_token)
+                .send()
+                .await?;
             configs.extend(
                 page.storage_configs()
                     .iter()
                     .map(|c| from_storage_config(resource_type.as_str(), c)),
             );
+            next_token = page.next_token().map(str::to_owned);
+            if next_token.is_none() {
+                break;
+            }
         }
     }
     Ok(configs)

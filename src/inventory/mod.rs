@@ -61,6 +61,23 @@ pub struct Options {
     /// The account the trigger came from, to name what could not be read
     /// before any ARN was seen.
     pub account: Option<String>,
+    /// Told (instances read, of total) as a sweep goes.
+    pub progress: Option<Progress>,
+    /// Reads instances in an order shuffled by this seed. A sweep too large
+    /// for one invocation's deadline then reaches different instances each
+    /// time (the Lambda seeds it with the hour), instead of never reaching
+    /// the same tail. `None` keeps the API's order.
+    pub order_seed: Option<u64>,
+}
+
+/// A callback for long sweeps: `(instances read, instances in total)`.
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 impl Default for Options {
@@ -69,6 +86,8 @@ impl Default for Options {
             concurrency: 4,
             deadline: None,
             account: None,
+            progress: None,
+            order_seed: None,
         }
     }
 }
@@ -119,6 +138,9 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
             return snapshot;
         }
     };
+    if let Some(seed) = opts.order_seed {
+        instances.sort_by_cached_key(|i| shuffle_key(seed, &i.id));
+    }
     // A domain event names its instances only through their links, so it
     // reads storage after it knows which instances to check.
     let storage_first = !matches!(scope, Scope::Domain(_));
@@ -174,6 +196,13 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
     snapshot
 }
 
+fn shuffle_key(seed: u64, id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (seed, id).hash(&mut hasher);
+    hasher.finish()
+}
+
 /// What could not be listed: the one instance an event named, or all.
 fn listing_failed(aws: &Aws, scope: &Scope, opts: &Options, reason: String) -> Incomplete {
     let account = opts.account.as_deref().unwrap_or("*");
@@ -221,6 +250,8 @@ async fn select_instances(aws: &Aws, scope: &Scope) -> Result<Vec<Instance>, Rea
 /// Reads each active instance's domain link (and storage configs when
 /// `with_storage`), a bounded number of instances at a time.
 async fn read_links(aws: &Aws, instances: &mut [Instance], with_storage: bool, opts: &Options) {
+    let total = instances.iter().filter(|i| i.is_active()).count();
+    let done = &std::sync::atomic::AtomicUsize::new(0);
     let reads = stream::iter(instances.iter_mut().filter(|i| i.is_active()))
         .map(|instance| async move {
             instance.domain = opts
@@ -229,6 +260,12 @@ async fn read_links(aws: &Aws, instances: &mut [Instance], with_storage: bool, o
                 .or_found(None);
             if with_storage {
                 read_storage(aws, instance, opts).await;
+            }
+            if let Some(Progress(report)) = &opts.progress {
+                report(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
+                );
             }
         })
         .buffer_unordered(opts.concurrency.max(1));
