@@ -30,6 +30,17 @@ from runtime_api import LambdaFunction
 from scenarios import (CONNECT_TRUST, MANAGED_POLICY, SCENARIOS, SLR_PATH, STREAM_POLICY, TOPIC_ARN,
                        event_for, instance_arn, seed, spec_for)
 
+# The fewest AWS calls each event kind can make on the healthy one-instance
+# account (a CMK domain, a CMK-encrypted S3 store, a Kinesis CTR stream, one
+# inline policy): every call feeds a rule (BENCHMARKS.md explains each).
+MINIMAL_CALLS = {
+    "instance (Connect event)": 21,
+    "role (IAM event)": 21,
+    "domain (Customer Profiles event)": 21,
+    "key (KMS event)": 21,
+    "sweep (schedule)": 22,
+}
+
 EVENT_KINDS = {
     "instance (Connect event)": "connect-update-instance-storage-config.json",
     "role (IAM event)": "iam-put-role-policy.json",
@@ -277,6 +288,7 @@ def check(results):
     """What must hold on every run, smoke included: fails the run otherwise."""
     for kind, row in results.get("calls", {}).items():
         assert row["made_twice"] == 0, f"{kind}: a call was made twice in one pass: {row}"
+        assert row["calls"] <= MINIMAL_CALLS[kind], f"{kind}: more calls than its scope needs: {row}"
     for row in results.get("sweep", []):
         assert row["made_twice"] == 0, f"sweep of {row['instances']}: a call was made twice: {row}"
         assert row["instances_checked"] == row["instances"], row

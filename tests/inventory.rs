@@ -241,6 +241,11 @@ async fn key_event_checks_only_instances_that_use_the_key() {
         "the domain key resolves to the event's key id"
     );
     assert_eq!(rules_of(&snapshot), vec![RuleId::KmsKeyUnusable]);
+    assert_eq!(
+        (account.kms[0].num_calls(), account.kms[1].num_calls()),
+        (1, 0),
+        "the event's key is described once, not again by its ARN"
+    );
 
     let other = Scope::Key("arn:aws:kms:eu-west-2:111122223333:key/unrelated".into());
     let mut account = Account::healthy();

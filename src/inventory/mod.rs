@@ -115,17 +115,11 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
         region: aws.region.clone(),
         ..Snapshot::default()
     };
-    if let Scope::Key(key) = scope {
-        // AWS services create and retire grants on AWS managed keys all the
-        // time; no rule applies to those keys, so one KMS read spares the
-        // Connect quota a storage-config sweep.
-        let found = opts.read(kms::describe_key(aws, key)).await;
-        let aws_managed = found.found().is_some_and(|k| !k.customer_managed);
-        snapshot.keys.insert(key.clone(), found);
-        if aws_managed {
-            snapshot.account = opts.account.clone();
-            return snapshot;
-        }
+    if let Scope::Key(key) = scope
+        && describe_event_key(aws, key, &mut snapshot, opts).await == KeyOwner::Aws
+    {
+        snapshot.account = opts.account.clone();
+        return snapshot;
     }
     let mut instances = match opts.read(select_instances(aws, scope)).await {
         Observed::Found(instances) => instances,
@@ -153,33 +147,17 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
         profiles::get_domain(aws, &name).await
     })
     .await;
-    let key_refs = key_references(&snapshot, &instances)
-        .into_iter()
-        .filter(|k| !snapshot.keys.contains_key(k))
-        .collect();
-    let keys = read_all(key_refs, opts, |key| async move {
-        kms::describe_key(aws, &key).await
-    })
-    .await;
-    snapshot.keys.extend(keys);
-
+    describe_new_keys(aws, &mut snapshot, &instances, opts).await;
     focus(&mut instances, scope, &snapshot);
     if !storage_first {
         read_storage_of_checked(aws, &mut instances, opts).await;
-        let new_refs: BTreeSet<String> = key_references(&snapshot, &instances)
-            .into_iter()
-            .filter(|k| !snapshot.keys.contains_key(k))
-            .collect();
-        let more = read_all(new_refs, opts, |key| async move {
-            kms::describe_key(aws, &key).await
-        })
-        .await;
-        snapshot.keys.extend(more);
+        describe_new_keys(aws, &mut snapshot, &instances, opts).await;
     }
     snapshot.account = instances
         .iter()
         .find_map(|i| arn_account(&i.arn))
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or_else(|| opts.account.clone());
     snapshot.instances = instances;
     let role_arns = snapshot
         .instances
@@ -194,6 +172,52 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
     read_grants(aws, &mut snapshot, opts).await;
     snapshot.connect_domains = connect_domains(aws, scope, &snapshot).await;
     snapshot
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum KeyOwner {
+    Aws,
+    CustomerOrUnknown,
+}
+
+/// Describes the key a KMS event names, under that name and its ARN.
+/// AWS services create and retire grants on AWS managed keys all the time
+/// and no rule applies to those keys: the caller stops there, sparing the
+/// Connect quota a storage-config sweep.
+async fn describe_event_key(
+    aws: &Aws,
+    key: &str,
+    snapshot: &mut Snapshot,
+    opts: &Options,
+) -> KeyOwner {
+    let found = opts.read(kms::describe_key(aws, key)).await;
+    let owner = match found.found() {
+        Some(k) if !k.customer_managed => KeyOwner::Aws,
+        _ => KeyOwner::CustomerOrUnknown,
+    };
+    if let Observed::Found(described) = &found {
+        snapshot.keys.insert(described.arn.clone(), found.clone());
+    }
+    snapshot.keys.insert(key.to_owned(), found);
+    owner
+}
+
+/// Describes the keys the instances use that the snapshot does not hold yet.
+async fn describe_new_keys(
+    aws: &Aws,
+    snapshot: &mut Snapshot,
+    instances: &[Instance],
+    opts: &Options,
+) {
+    let new_refs = key_references(snapshot, instances)
+        .into_iter()
+        .filter(|k| !snapshot.keys.contains_key(k))
+        .collect();
+    let keys = read_all(new_refs, opts, |key| async move {
+        kms::describe_key(aws, &key).await
+    })
+    .await;
+    snapshot.keys.extend(keys);
 }
 
 fn shuffle_key(seed: u64, id: &str) -> u64 {
