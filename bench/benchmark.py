@@ -250,17 +250,19 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="a quick run for CI: 3 starts, fleets of 1 and 10")
     parser.add_argument("--profile", default=None, help="cargo profile of the binaries (default: release; debug with --smoke)")
     parser.add_argument("--latency-ms", type=int, default=20)
+    parser.add_argument("--bin-dir", help="directory of the guard binaries (default: the cargo profile's)")
     parser.add_argument("--parts", default="cold,calls,sweep,pacing",
                         help="comma-separated subset of cold,calls,sweep,pacing")
     args = parser.parse_args()
     profile = args.profile or ("debug" if args.smoke else "release")
     import os
     target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/connect-slr-guard/target"))
-    bin_dir = target / profile
+    bin_dir = Path(args.bin_dir) if args.bin_dir else target / profile
     hello = build_hello(profile)
     bench = Bench(bin_dir, hello)
     try:
-        results = {"profile": profile, "latency_ms": args.latency_ms}
+        results = {"profile": profile, "bin_dir": str(bin_dir), "latency_ms": args.latency_ms,
+                   "lambda_bytes": (bin_dir / "connect-slr-guard-lambda").stat().st_size}
         parts = set(args.parts.split(","))
         if "cold" in parts:
             print("cold starts...", file=sys.stderr)
@@ -278,10 +280,42 @@ def main():
         bench.close()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "benchmark.json").write_text(json.dumps(results, indent=2))
+    (OUT / "benchmark.md").write_text(markdown(results))
     if "sweep" in results and not args.smoke:
         svg_chart(results["sweep"], REPO / "docs" / "sweep-scaling.svg")
     check(results)
     print(json.dumps(results, indent=2))
+
+
+def markdown(results):
+    """The tables of BENCHMARKS.md, from one run's results."""
+    out = []
+    if "cold_start" in results:
+        g, h = results["cold_start"]["guard"], results["cold_start"]["hello"]
+        out += ["| | guard | hello-world floor | ratio |", "|---|---|---|---|",
+                f"| Init, median of {g['runs']} starts | {g['init_ms']:.1f} ms | {h['init_ms']:.1f} ms | {g['init_ms'] / h['init_ms']:.1f}x |",
+                f"| RSS after Init | {g['rss_after_init_mb']:.1f} MB | {h['rss_after_init_mb']:.1f} MB | |",
+                f"| first invocation (targeted event) | {g['first_ms']:.0f} ms | {h['first_ms']:.1f} ms (echo) | |",
+                f"| warm invocation, targeted event | {g['warm_targeted_ms']:.0f} ms | | |",
+                f"| warm invocation, sweep (1 instance) | {g['warm_sweep_ms']:.0f} ms | | |",
+                f"| peak RSS after those invocations | {g['peak_rss_mb']:.1f} MB | {h['peak_rss_mb']:.1f} MB | |", ""]
+    if "calls" in results:
+        out += ["| event kind | sample | calls | minimal | made twice | by operation |", "|---|---|---|---|---|---|"]
+        for kind, row in results["calls"].items():
+            ops = ", ".join(f"{op} {n}" for op, n in row["by_operation"].items())
+            out.append(f"| {kind} | `{row['event']}` | {row['calls']} | {MINIMAL_CALLS[kind]} | {row['made_twice']} | {ops} |")
+        out.append("")
+    if "sweep" in results:
+        out += [f"| instances | wall time ({results['latency_ms']} ms per call) | AWS calls | Connect calls | made twice | peak RSS |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['instances']} | {r['wall_s']:.2f} s | {r['calls']} | {r['connect_calls']} | {r['made_twice']} | {r['peak_rss_mb']:.1f} MB |"
+                for r in results["sweep"]]
+        out.append("")
+    if "pacing" in results:
+        p = results["pacing"]
+        out.append(f"Pacing at the default `CONNECT_API_RPS=2`: {p['connect_calls']} Connect calls for {p['instances']} "
+                   f"instances in {p['wall_s']:.1f} s ({p['connect_calls_per_s']:.2f}/s on average, burst of 5 included).")
+    return "\n".join(out) + "\n"
 
 
 def check(results):
