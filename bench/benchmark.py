@@ -16,6 +16,8 @@ Connect call rate at the default CONNECT_API_RPS.
 
 import argparse
 import json
+import math
+import os
 import statistics
 import subprocess
 import sys
@@ -205,7 +207,6 @@ def svg_chart(rows, path):
     """Sweep wall time and call count against instance count (log x), as SVG."""
     w, h, pad = 640, 360, 60
     xs = [r["instances"] for r in rows]
-    import math
     lx = [math.log10(max(x, 1)) for x in xs]
     x_of = lambda v: pad + (math.log10(max(v, 1)) - min(lx)) / ((max(lx) - min(lx)) or 1) * (w - 2 * pad)
 
@@ -236,13 +237,16 @@ def svg_chart(rows, path):
     path.write_text(svg)
 
 
+def cargo_target():
+    return Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/connect-slr-guard/target"))
+
+
 def build_hello(profile):
+    """Builds the floor into the same target directory the guard uses."""
     manifest = REPO / "bench" / "hello-lambda" / "Cargo.toml"
-    args = ["cargo", "build", "--quiet", "--manifest-path", str(manifest)] + (["--release"] if profile == "release" else [])
-    subprocess.run(args, check=True)
-    import os
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/connect-slr-guard/target"))
-    return target / profile / "hello-lambda"
+    args = ["cargo", "build", "--quiet", "--manifest-path", str(manifest), "--target-dir", str(cargo_target())]
+    subprocess.run(args + (["--release"] if profile == "release" else []), check=True)
+    return cargo_target() / profile / "hello-lambda"
 
 
 def main():
@@ -255,9 +259,7 @@ def main():
                         help="comma-separated subset of cold,calls,sweep,pacing")
     args = parser.parse_args()
     profile = args.profile or ("debug" if args.smoke else "release")
-    import os
-    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/connect-slr-guard/target"))
-    bin_dir = Path(args.bin_dir) if args.bin_dir else target / profile
+    bin_dir = Path(args.bin_dir) if args.bin_dir else cargo_target() / profile
     hello = build_hello(profile)
     bench = Bench(bin_dir, hello)
     try:
