@@ -142,7 +142,15 @@ fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, 
         ));
     }
     let scope = match (source, event_name) {
-        ("aws.iam", name) if IAM_EVENTS.contains(&name) => iam_scope(&call)?,
+        ("aws.iam", name) if IAM_EVENTS.contains(&name) => match connect_role(&call)? {
+            Some(role) => Scope::Role(role),
+            None => {
+                return Ok(ignore(
+                    format!("{}: not an Amazon Connect service-linked role", call.name),
+                    trigger,
+                ));
+            }
+        },
         ("aws.connect", name) if CONNECT_EVENTS.contains(&name) => {
             call.instance_id().map(Scope::Instance)?
         }
@@ -159,16 +167,7 @@ fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, 
             ));
         }
     };
-    Ok(match scope {
-        Scope::Role(name) if !name.starts_with(SLR_NAME_PREFIX) => ignore(
-            format!(
-                "{}: role {name} is not an Amazon Connect service-linked role",
-                call.name
-            ),
-            trigger,
-        ),
-        scope => check(scope, trigger),
-    })
+    Ok(check(scope, trigger))
 }
 
 const IAM_EVENTS: &[&str] = &[
@@ -211,26 +210,28 @@ const KMS_EVENTS: &[&str] = &[
     "PutKeyPolicy",
 ];
 
-fn iam_scope(call: &Call) -> Result<Scope, TriggerError> {
-    if call.name == "CreateServiceLinkedRole" {
+/// The Connect service-linked role an IAM call is about; `None` when it is
+/// about any other role or service.
+fn connect_role(call: &Call) -> Result<Option<String>, TriggerError> {
+    let role = if call.name == "CreateServiceLinkedRole" {
         if let Some(name) = call.find("roleName", &["/responseElements/role"]) {
-            return validated(call, "responseElements.role.roleName", name, is_role_name)
-                .map(Scope::Role);
+            validated(call, "responseElements.role.roleName", name, is_role_name)?
+        } else {
+            // A failed or unrecorded response still names the service.
+            let service = call.find("awsServiceName", &["/requestParameters"]);
+            if service.is_none_or(|s| !s.eq_ignore_ascii_case("connect.amazonaws.com")) {
+                return Ok(None);
+            }
+            let suffix = call
+                .find("customSuffix", &["/requestParameters"])
+                .unwrap_or("");
+            let name = format!("{SLR_NAME_PREFIX}_{suffix}");
+            validated(call, "requestParameters.customSuffix", &name, is_role_name)?
         }
-        // A failed or unrecorded response still names the service.
-        let service = call.find("awsServiceName", &["/requestParameters"]);
-        if service.is_none_or(|s| !s.eq_ignore_ascii_case("connect.amazonaws.com")) {
-            return Ok(Scope::Role(String::new()));
-        }
-        let suffix = call
-            .find("customSuffix", &["/requestParameters"])
-            .unwrap_or("");
-        let name = format!("{SLR_NAME_PREFIX}_{suffix}");
-        return validated(call, "requestParameters.customSuffix", &name, is_role_name)
-            .map(Scope::Role);
-    }
-    call.identifier("roleName", &["/requestParameters"], is_role_name)
-        .map(Scope::Role)
+    } else {
+        call.identifier("roleName", &["/requestParameters"], is_role_name)?
+    };
+    Ok(Some(role).filter(|name| name.starts_with(SLR_NAME_PREFIX)))
 }
 
 fn native_kms(event: &EventBridgeEvent<Value>, trigger: Trigger) -> Result<Parsed, TriggerError> {

@@ -120,6 +120,15 @@ fn grants_to<'a>(grants: &'a [Grant], role: &Role) -> Vec<&'a Grant> {
         .collect()
 }
 
+/// The key's grants, or why they are not known.
+fn grants_of(key: &Key) -> Result<&[Grant], &str> {
+    match &key.grants {
+        Some(Observed::Found(grants)) => Ok(grants),
+        Some(Observed::Unverified(reason)) => Err(reason),
+        Some(Observed::Absent) | None => Err("the key's grants were not read in this pass"),
+    }
+}
+
 fn grant_drift(
     settings: &RuleSettings,
     instance: &Instance,
@@ -127,9 +136,9 @@ fn grant_drift(
     key: &Key,
     key_use: KeyUse,
 ) -> Option<Finding> {
-    let grants = match &key.grants {
-        Some(Observed::Found(grants)) => grants,
-        Some(Observed::Unverified(reason)) => {
+    let grants = match grants_of(key) {
+        Ok(grants) => grants,
+        Err(reason) => {
             return Some(incomplete::finding(
                 Some(&instance.arn),
                 &key.arn,
@@ -137,63 +146,72 @@ fn grant_drift(
                 reason,
             ));
         }
-        Some(Observed::Absent) | None => {
-            return Some(incomplete::finding(
-                Some(&instance.arn),
-                &key.arn,
-                "KMS grants",
-                "the key's grants were not read in this pass",
-            ));
-        }
     };
     let granted = grants_to(grants, role);
     let required = &settings.required_grant_operations;
+    match key_use {
+        _ if granted.is_empty() => Some(grant_missing(instance, role, key, key_use, required)),
+        KeyUse::Domain(_) => operations_missing(instance, role, key, key_use, &granted, required),
+        KeyUse::Storage(_) => None,
+    }
+}
+
+fn grant_missing(
+    instance: &Instance,
+    role: &Role,
+    key: &Key,
+    key_use: KeyUse,
+    required: &[String],
+) -> Finding {
     let rule = match key_use {
-        KeyUse::Domain(_) if granted.is_empty() => RuleId::ProfilesKmsGrantMissing,
-        KeyUse::Storage(_) if granted.is_empty() => RuleId::StorageKmsGrantMissing,
-        KeyUse::Domain(_) => {
-            let missing: Vec<&String> = required
-                .iter()
-                .filter(|op| !granted.iter().any(|g| g.operations.contains(op)))
-                .collect();
-            if missing.is_empty() {
-                return None;
-            }
-            return Some(
-                Finding::new(
-                    RuleId::ProfilesKmsGrantIncomplete,
-                    Some(&instance.arn),
-                    &key.arn,
-                )
-                .summary(format!(
-                    "Grant on {} for {} lacks {}",
-                    key.arn,
-                    role.name,
-                    missing
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-                .details(json!({
-                    "used_for": describe(key_use),
-                    "missing_operations": missing,
-                    "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
-                }))
-                .remediation(create_grant(&key.arn, &role.arn, required)),
-            );
-        }
-        KeyUse::Storage(_) => return None,
+        KeyUse::Domain(_) => RuleId::ProfilesKmsGrantMissing,
+        KeyUse::Storage(_) => RuleId::StorageKmsGrantMissing,
     };
+    Finding::new(rule, Some(&instance.arn), &key.arn)
+        .summary(format!(
+            "KMS key {} ({}) has no grant for {}",
+            key.arn,
+            describe(key_use),
+            role.name
+        ))
+        .details(json!({ "used_for": describe(key_use), "grantee": role.arn }))
+        .remediation(create_grant(&key.arn, &role.arn, required))
+}
+
+/// The SLR's grants on a domain key, taken together, lack a required operation.
+fn operations_missing(
+    instance: &Instance,
+    role: &Role,
+    key: &Key,
+    key_use: KeyUse,
+    granted: &[&Grant],
+    required: &[String],
+) -> Option<Finding> {
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|op| !granted.iter().any(|g| g.operations.contains(op)))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
     Some(
-        Finding::new(rule, Some(&instance.arn), &key.arn)
-            .summary(format!(
-                "KMS key {} ({}) has no grant for {}",
-                key.arn,
-                describe(key_use),
-                role.name
-            ))
-            .details(json!({ "used_for": describe(key_use), "grantee": role.arn }))
-            .remediation(create_grant(&key.arn, &role.arn, required)),
+        Finding::new(
+            RuleId::ProfilesKmsGrantIncomplete,
+            Some(&instance.arn),
+            &key.arn,
+        )
+        .summary(format!(
+            "Grant on {} for {} lacks {}",
+            key.arn,
+            role.name,
+            missing.join(", ")
+        ))
+        .details(json!({
+            "used_for": describe(key_use),
+            "missing_operations": missing,
+            "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
+        }))
+        .remediation(create_grant(&key.arn, &role.arn, required)),
     )
 }
