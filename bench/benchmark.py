@@ -27,10 +27,10 @@ from pathlib import Path
 
 from conftest import OUT, REPO, sample_event
 from fault_proxy import FaultProxy
-from local_aws import ACCOUNT, REGION, LocalAws, http_json
+from local_aws import LocalAws, http_json
 from runtime_api import LambdaFunction
-from scenarios import (CONNECT_TRUST, MANAGED_POLICY, SCENARIOS, SLR_PATH, STREAM_POLICY, TOPIC_ARN,
-                       event_for, instance_arn, seed, spec_for)
+from scenarios import (CTR_STREAM, SCENARIOS, TOPIC_ARN, Spec, create_role, event_for, instance, role_arn, seed,
+                       spec_for, subscribe_queue)
 
 # The fewest AWS calls each event kind can make on the healthy one-instance
 # account (a CMK domain, a CMK-encrypted S3 store, a Kinesis CTR stream, one
@@ -76,9 +76,7 @@ class Bench:
         self.proxy = FaultProxy(self.aws.moto_url, self.aws.double_url)
 
     def env(self, rps="1000"):
-        return {**self.aws.sdk_env(), "AWS_ENDPOINT_URL": self.proxy.url, "AWS_ENDPOINT_URL_CONNECT": self.proxy.url,
-                "AWS_ENDPOINT_URL_CUSTOMER_PROFILES": self.proxy.url, "ALERT_TOPIC_ARN": TOPIC_ARN,
-                "CONNECT_API_RPS": rps}
+        return {**self.aws.sdk_env(via=self.proxy.url), "ALERT_TOPIC_ARN": TOPIC_ARN, "CONNECT_API_RPS": rps}
 
     def start(self, binary, rps="1000"):
         fn = LambdaFunction(str(binary), self.env(rps))
@@ -146,22 +144,15 @@ class Bench:
         """n ACTIVE instances, each with its own healthy SLR and a Kinesis CTR stream."""
         self.aws.reset()
         self.proxy.set({})
-        iam, sns, sqs = (self.aws.client(s) for s in ("iam", "sns", "sqs"))
+        iam = self.aws.client("iam")
         instances, storage = [], {}
         for i in range(n):
             iid = f"{i:08d}-0000-4000-8000-000000000000"
             name = f"AWSServiceRoleForAmazonConnect_Fleet{i:05d}"
-            iam.create_role(RoleName=name, Path=SLR_PATH, AssumeRolePolicyDocument=json.dumps(CONNECT_TRUST))
-            iam.attach_role_policy(RoleName=name, PolicyArn=MANAGED_POLICY)
-            iam.put_role_policy(RoleName=name, PolicyName="ConnectKinesisStream", PolicyDocument=json.dumps(STREAM_POLICY))
-            instances.append({"Id": iid, "Arn": instance_arn(iid), "InstanceAlias": f"fleet-{i}",
-                              "IdentityManagementType": "CONNECT_MANAGED", "CreatedTime": 1700000000,
-                              "InstanceStatus": "ACTIVE", "InboundCallsEnabled": True, "OutboundCallsEnabled": True,
-                              "ServiceRole": f"arn:aws:iam::{ACCOUNT}:role{SLR_PATH}{name}"})
-            storage[iid] = {"CONTACT_TRACE_RECORDS": [{"AssociationId": "ctr", "StorageType": "KINESIS_STREAM",
-                                                        "KinesisStreamConfig": {"StreamArn": STREAM_POLICY["Statement"][0]["Resource"]}}]}
-        sns.create_topic(Name=TOPIC_ARN.rsplit(":", 1)[1])
-        sqs.create_queue(QueueName="on-call")
+            create_role(iam, Spec(), name)
+            instances.append(instance(iid, f"fleet-{i}", role_arn(name)))
+            storage[iid] = {"CONTACT_TRACE_RECORDS": [CTR_STREAM]}
+        subscribe_queue(self.aws)
         http_json("PUT", f"{self.aws.double_url}/_double/state", {"instances": instances, "storage_configs": storage})
 
     def sweep_scaling(self, sizes, latency_ms):

@@ -1,12 +1,16 @@
-"""Shared fixtures for the end-to-end bench: one emulated account and one
-real Lambda process per test session, reset and reseeded per test."""
+"""Shared fixtures for the end-to-end bench: one emulated account, one
+fault proxy in front of it and one real Lambda process per test session,
+reset and reseeded per test."""
 
+import functools
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from fault_proxy import FaultProxy
 from local_aws import LocalAws
 from runtime_api import LambdaFunction
 from scenarios import TOPIC_ARN
@@ -23,6 +27,20 @@ def binary(name):
     return str(path)
 
 
+@functools.cache
+def rule_catalogue():
+    """The guard's rule catalogue (`connect-slr-guard rules --format json`), by rule id."""
+    result = subprocess.run([binary("connect-slr-guard"), "rules", "--format", "json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"`connect-slr-guard rules --format json` failed: {result.stderr}"
+    return {entry["rule"]: entry for entry in json.loads(result.stdout)}
+
+
+@pytest.fixture(scope="session")
+def catalogue():
+    return rule_catalogue()
+
+
 @pytest.fixture(scope="session")
 def aws():
     local = LocalAws(log_dir=OUT)
@@ -31,8 +49,16 @@ def aws():
 
 
 @pytest.fixture(scope="session")
-def guard_env(aws):
-    return {**aws.sdk_env(), "ALERT_TOPIC_ARN": TOPIC_ARN, "CONNECT_API_RPS": "1000", "RUST_LOG": "info"}
+def proxy(aws):
+    """The guard reaches the account through it, so that a test or scenario can inject faults."""
+    p = FaultProxy(aws.moto_url, aws.double_url)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="session")
+def guard_env(aws, proxy):
+    return {**aws.sdk_env(via=proxy.url), "ALERT_TOPIC_ARN": TOPIC_ARN, "CONNECT_API_RPS": "1000", "RUST_LOG": "info"}
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +70,9 @@ def function(guard_env):
 
 
 @pytest.fixture()
-def account(aws):
+def account(aws, proxy):
     aws.reset()
+    proxy.set({})
     return aws
 
 
@@ -55,7 +82,3 @@ def sample_event(name):
 
 def sample_events():
     return sorted(p.name for p in (REPO / "events").glob("*.json"))
-
-
-def load(text):
-    return json.loads(text)

@@ -8,9 +8,8 @@ This is NOT an emulator of Amazon Connect or Customer Profiles. It serves only:
     ListInstances               GET  /instance?maxResults=&nextToken=
     DescribeInstance            GET  /instance/{InstanceId}
     ListInstanceStorageConfigs  GET  /instance/{InstanceId}/storage-configs?resourceType=&maxResults=&nextToken=
-    ListBots                    GET  /instance/{InstanceId}/bots?lexVersion=&maxResults=&nextToken=
   Customer Profiles (restJson1, signing name "profile")
-    ListAccountIntegrations     POST /integrations?max-results=&next-token=&include-hidden=   body {"Uri": "..."}
+    ListAccountIntegrations     POST /integrations?max-results=&next-token=   body {"Uri": "..."}
     GetDomain                   GET  /domains/{DomainName}
     ListDomains                 GET  /domains?max-results=&next-token=
 
@@ -21,11 +20,12 @@ timestamps as epoch seconds in JSON numbers, errors as HTTP status +
 Requests are not authenticated; signatures are ignored. Both services are
 served on one port (their paths do not overlap), so
 AWS_ENDPOINT_URL_CONNECT and AWS_ENDPOINT_URL_CUSTOMER_PROFILES can both point
-at it.
+at it. Faults (throttling, errors, access denied, delays) are not its job:
+bench/fault_proxy.py injects them in front of it.
 
 Page sizes: maxResults is capped at the model maximum (ListInstances and
-ListInstanceStorageConfigs 10, ListBots 25, Profiles lists 100) and defaults
-to that maximum. NextToken values are opaque strings bound to the operation.
+ListInstanceStorageConfigs 10, Profiles lists 100) and defaults to that
+maximum. NextToken values are opaque strings bound to the operation.
 
 State lives in memory and is replaced as a whole by `PUT /_double/state`:
 
@@ -35,40 +35,27 @@ State lives in memory and is replaced as a whole by `PUT /_double/state`:
    "storage_configs": {"<instance id>": {"<RESOURCE_TYPE>": [{"AssociationId",
                   "StorageType", "S3Config"?, "KinesisVideoStreamConfig"?,
                   "KinesisStreamConfig"?, "KinesisFirehoseConfig"?}]}},
-   "bots": {"<instance id>": [{"LexBot": {"Name", "LexRegion"}} | {"LexV2Bot": {"AliasArn"}}]},
    "domains": [{"DomainName", "DefaultExpirationDays", "DefaultEncryptionKey"?,
                 "CreatedAt", "LastUpdatedAt", "Tags"}],
-   "integrations": [{"DomainName", "Uri", "ObjectTypeName", "CreatedAt",
-                     "LastUpdatedAt", "Hidden"? (double-only: shown only with include-hidden=true)}],
-   "faults": {"deny_instances": ["<instance id>"],  # Connect calls naming it, and
-                                                    # ListAccountIntegrations for its ARN -> 403
-              "throttle_all": false,                # every call -> 429 ThrottlingException
-              "error_5xx_all": false,               # every call -> 500 InternalService/ServerException
-              "delay_ms": 0}}                       # sleep before every answer
+   "integrations": [{"DomainName", "Uri", "ObjectTypeName", "CreatedAt", "LastUpdatedAt"}]}
 
-Timestamps may be given as epoch seconds or ISO-8601 strings (converted to
-epoch seconds). Missing CreatedAt/LastUpdatedAt default to 1700000000 (the
-models mark them required).
+Timestamps are epoch seconds. Missing CreatedAt/LastUpdatedAt default to
+1700000000 (the models mark them required).
 
-Control endpoints (not AWS operations, never faulted or logged):
-  GET /_double/state, PUT /_double/state, POST /_double/reset (empties state,
-  faults and the call log), GET|PUT /_double/faults (just the faults object),
-  GET /_double/calls (operations served so far), DELETE /_double/calls,
-  GET /_double/health.
+Control endpoints (not AWS operations): PUT /_double/state,
+POST /_double/reset (empties the state), GET /_double/health.
 
-Usage: python bench/connect_profiles_double.py --port 0 [--state FILE] [--verbose]
+Usage: python bench/connect_profiles_double.py --port 0 [--verbose]
 Prints `PORT=<n>` on stdout once listening. Python stdlib only.
 """
 
 import argparse
 import base64
 import copy
-import datetime as _dt
 import json
 import signal
 import sys
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -109,24 +96,17 @@ INTEGRATION_ITEM_MEMBERS = (
 # Error codes differ per service (model shape names).
 ERRORS = {
     "connect": {
-        "denied": ("AccessDeniedException", 403),
         "not_found": ("ResourceNotFoundException", 404),
-        "throttled": ("ThrottlingException", 429),
-        "internal": ("InternalServiceException", 500),
         "bad_request": ("InvalidRequestException", 400),
     },
     "profiles": {
-        "denied": ("AccessDeniedException", 403),
         "not_found": ("ResourceNotFoundException", 404),
-        "throttled": ("ThrottlingException", 429),
-        "internal": ("InternalServerException", 500),
         "bad_request": ("BadRequestException", 400),
     },
 }
 
 DEFAULT_TIMESTAMP = 1700000000
-STATE_KEYS = ("instances", "storage_configs", "bots", "domains", "integrations", "faults")
-FAULT_DEFAULTS = {"deny_instances": [], "throttle_all": False, "error_5xx_all": False, "delay_ms": 0}
+STATE_KEYS = ("instances", "storage_configs", "domains", "integrations")
 
 
 class ApiError(Exception):
@@ -145,33 +125,15 @@ class StateError(ValueError):
 # --------------------------------------------------------------------------
 
 def empty_state():
-    return {
-        "instances": [],
-        "storage_configs": {},
-        "bots": {},
-        "domains": [],
-        "integrations": [],
-        "faults": copy.deepcopy(FAULT_DEFAULTS),
-    }
+    return {"instances": [], "storage_configs": {}, "domains": [], "integrations": []}
 
 
 def _timestamp(value, where):
     if value is None:
         return DEFAULT_TIMESTAMP
-    if isinstance(value, bool):
-        raise StateError(f"{where}: timestamp must be a number or ISO-8601 string")
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, str):
-        try:
-            parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise StateError(f"{where}: cannot parse timestamp {value!r}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=_dt.timezone.utc)
-        seconds = parsed.timestamp()
-        return int(seconds) if seconds == int(seconds) else seconds
-    raise StateError(f"{where}: timestamp must be a number or ISO-8601 string")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StateError(f"{where}: timestamp must be epoch seconds")
+    return value
 
 
 def _require(obj, keys, where):
@@ -180,28 +142,6 @@ def _require(obj, keys, where):
     for key in keys:
         if key not in obj:
             raise StateError(f"{where}: missing required member {key!r}")
-
-
-def normalize_faults(doc):
-    if doc is None:
-        doc = {}
-    if not isinstance(doc, dict):
-        raise StateError("faults: expected an object")
-    unknown = set(doc) - set(FAULT_DEFAULTS)
-    if unknown:
-        raise StateError(f"faults: unknown keys {sorted(unknown)}")
-    faults = copy.deepcopy(FAULT_DEFAULTS)
-    faults.update(doc)
-    if not isinstance(faults["deny_instances"], list) or not all(
-            isinstance(x, str) for x in faults["deny_instances"]):
-        raise StateError("faults.deny_instances: expected a list of strings")
-    for flag in ("throttle_all", "error_5xx_all"):
-        if not isinstance(faults[flag], bool):
-            raise StateError(f"faults.{flag}: expected true or false")
-    delay = faults["delay_ms"]
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-        raise StateError("faults.delay_ms: expected a non-negative number")
-    return faults
 
 
 def normalize_state(doc):
@@ -244,18 +184,6 @@ def normalize_state(doc):
                 _require(cfg, ("StorageType",), f"{where}[{j}]")
     state["storage_configs"] = storage
 
-    bots = doc.get("bots") or {}
-    if not isinstance(bots, dict):
-        raise StateError("bots: expected an object keyed by instance id")
-    for inst_id, entries in bots.items():
-        if not isinstance(entries, list):
-            raise StateError(f"bots[{inst_id!r}]: expected a list")
-        for j, entry in enumerate(entries):
-            where = f"bots[{inst_id!r}][{j}]"
-            if not isinstance(entry, dict) or not ({"LexBot", "LexV2Bot"} & set(entry)):
-                raise StateError(f"{where}: expected {{'LexBot': {{Name, LexRegion}}}} or {{'LexV2Bot': {{AliasArn}}}}")
-    state["bots"] = bots
-
     domains = doc.get("domains") or []
     if not isinstance(domains, list):
         raise StateError("domains: expected a list")
@@ -279,8 +207,6 @@ def normalize_state(doc):
         for key in ("CreatedAt", "LastUpdatedAt"):
             item[key] = _timestamp(item.get(key), f"{where}.{key}")
         state["integrations"].append(item)
-
-    state["faults"] = normalize_faults(doc.get("faults"))
     return state
 
 
@@ -288,7 +214,6 @@ class Store:
     def __init__(self):
         self.lock = threading.Lock()
         self.state = empty_state()
-        self.calls = []
 
     def snapshot(self):
         with self.lock:
@@ -348,21 +273,12 @@ def find_instance(state, ident):
     return None
 
 
-def is_denied(state, ident, inst):
-    denied = set(state["faults"]["deny_instances"])
-    if ident in denied:
-        return True
-    return inst is not None and (inst.get("Id") in denied or inst.get("Arn") in denied)
-
-
 # --------------------------------------------------------------------------
 # Operations: each takes (state, match_groups, query, body) and returns a dict
 # --------------------------------------------------------------------------
 
-def _connect_instance(state, ident, operation):
+def _connect_instance(state, ident):
     inst = find_instance(state, ident)
-    if is_denied(state, ident, inst):
-        raise ApiError("denied", f"User is not authorized to perform {operation} on instance {ident}")
     if inst is None:
         raise ApiError("not_found", f"Instance {ident} not found")
     return inst
@@ -378,7 +294,7 @@ def op_list_instances(state, parts, query, body):
 
 
 def op_describe_instance(state, parts, query, body):
-    inst = _connect_instance(state, parts[0], "DescribeInstance")
+    inst = _connect_instance(state, parts[0])
     return {"Instance": pick(inst, INSTANCE_MEMBERS)}
 
 
@@ -388,26 +304,11 @@ def op_list_instance_storage_configs(state, parts, query, body):
         raise ApiError("bad_request", "ListInstanceStorageConfigs: resourceType is required")
     if rtype not in STORAGE_RESOURCE_TYPES:
         raise ApiError("bad_request", f"ListInstanceStorageConfigs: invalid resourceType {rtype!r}")
-    inst = _connect_instance(state, parts[0], "ListInstanceStorageConfigs")
+    inst = _connect_instance(state, parts[0])
     by_type = state["storage_configs"].get(inst["Id"]) or state["storage_configs"].get(inst["Arn"]) or {}
     items = [pick(c, STORAGE_CONFIG_MEMBERS) for c in by_type.get(rtype, [])]
     page, nxt = paginate(items, query, "ListInstanceStorageConfigs", "maxResults", "nextToken", 10)
     out = {"StorageConfigs": page}
-    if nxt:
-        out["NextToken"] = nxt
-    return out
-
-
-def op_list_bots(state, parts, query, body):
-    version = (query.get("lexVersion") or [None])[0]
-    if version not in ("V1", "V2"):
-        raise ApiError("bad_request", f"ListBots: lexVersion must be V1 or V2, got {version!r}")
-    inst = _connect_instance(state, parts[0], "ListBots")
-    entries = state["bots"].get(inst["Id"]) or state["bots"].get(inst["Arn"]) or []
-    key = "LexBot" if version == "V1" else "LexV2Bot"
-    items = [{key: e[key]} for e in entries if key in e]
-    page, nxt = paginate(items, query, "ListBots", "maxResults", "nextToken", 25)
-    out = {"LexBots": page}
     if nxt:
         out["NextToken"] = nxt
     return out
@@ -419,16 +320,7 @@ def op_list_account_integrations(state, parts, query, body):
     uri = body.get("Uri")
     if not isinstance(uri, str) or not uri:
         raise ApiError("bad_request", "ListAccountIntegrations: Uri is required")
-    denied = set(state["faults"]["deny_instances"])
-    for inst in state["instances"]:
-        if inst.get("Arn") == uri and (inst.get("Id") in denied or inst.get("Arn") in denied):
-            raise ApiError("denied", f"User is not authorized to list integrations for {uri}")
-    include_hidden = (query.get("include-hidden") or ["false"])[0].lower() == "true"
-    items = [
-        pick(i, INTEGRATION_ITEM_MEMBERS)
-        for i in state["integrations"]
-        if i.get("Uri") == uri and (include_hidden or not i.get("Hidden"))
-    ]
+    items = [pick(i, INTEGRATION_ITEM_MEMBERS) for i in state["integrations"] if i.get("Uri") == uri]
     page, nxt = paginate(items, query, "ListAccountIntegrations", "max-results", "next-token", 100)
     out = {"Items": page}
     if nxt:
@@ -463,8 +355,6 @@ def route(method, segments):
             return "connect", "DescribeInstance", op_describe_instance, [segments[1]]
         if n == 3 and segments[2] == "storage-configs":
             return "connect", "ListInstanceStorageConfigs", op_list_instance_storage_configs, [segments[1]]
-        if n == 3 and segments[2] == "bots":
-            return "connect", "ListBots", op_list_bots, [segments[1]]
     if method == "POST" and segments == ["integrations"]:
         return "profiles", "ListAccountIntegrations", op_list_account_integrations, []
     if method == "GET" and n >= 1 and segments[0] == "domains":
@@ -553,42 +443,19 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, path, raw):
         store = self.store
         method = self.command
-        if path == "/_double/state" and method == "GET":
-            self._send(200, store.snapshot())
-        elif path == "/_double/state" and method == "PUT":
+        if path == "/_double/state" and method == "PUT":
             try:
-                doc = json.loads(raw.decode("utf-8") or "null")
-                new_state = normalize_state(doc)
+                new_state = normalize_state(json.loads(raw.decode("utf-8") or "null"))
             except (ValueError, UnicodeDecodeError) as exc:
                 self._send_error("BadRequestException", 400, f"invalid state document: {exc}")
                 return
             with store.lock:
                 store.state = new_state
             self._send(200, new_state)
-        elif path == "/_double/faults" and method == "GET":
-            self._send(200, store.snapshot()["faults"])
-        elif path == "/_double/faults" and method == "PUT":
-            try:
-                faults = normalize_faults(json.loads(raw.decode("utf-8") or "null"))
-            except (ValueError, UnicodeDecodeError) as exc:
-                self._send_error("BadRequestException", 400, f"invalid faults document: {exc}")
-                return
-            with store.lock:
-                store.state["faults"] = faults
-            self._send(200, faults)
         elif path == "/_double/reset" and method == "POST":
             with store.lock:
                 store.state = empty_state()
-                store.calls = []
             self._send(200, {"reset": True})
-        elif path == "/_double/calls" and method == "GET":
-            with store.lock:
-                calls = copy.deepcopy(store.calls)
-            self._send(200, calls)
-        elif path == "/_double/calls" and method == "DELETE":
-            with store.lock:
-                store.calls = []
-            self._send(200, {"cleared": True})
         elif path == "/_double/health" and method == "GET":
             self._send(200, {"ok": True})
         else:
@@ -596,54 +463,24 @@ class Handler(BaseHTTPRequestHandler):
                              f"unknown double control request {method} {path}")
 
     def _operation(self, path, segments, query, raw):
-        store = self.store
-        state = store.snapshot()
-        faults = state["faults"]
         matched = route(self.command, segments)
-        if faults["delay_ms"]:
-            time.sleep(faults["delay_ms"] / 1000.0)
-
         if matched is None:
-            status, code = 404, "UnknownOperationException"
-            self._log_call("unknown", None, path, query, status, code)
-            self._send_error(code, status, f"No operation matches {self.command} {path}")
+            self._send_error("UnknownOperationException", 404, f"No operation matches {self.command} {path}")
             return
-
         service, operation, handler, params = matched
-        errs = ERRORS[service]
         try:
-            if faults["error_5xx_all"]:
-                raise ApiError("internal", "Injected internal error (faults.error_5xx_all)")
-            if faults["throttle_all"]:
-                raise ApiError("throttled", "Rate exceeded (faults.throttle_all)")
             body = None
             if raw.strip():
                 try:
                     body = json.loads(raw.decode("utf-8"))
                 except (ValueError, UnicodeDecodeError):
                     raise ApiError("bad_request", f"{operation}: request body is not valid JSON") from None
-            result = handler(state, params, query, body)
+            result = handler(self.store.snapshot(), params, query, body)
         except ApiError as err:
-            code, status = errs[err.kind]
-            self._log_call(service, operation, path, query, status, code)
+            code, status = ERRORS[service][err.kind]
             self._send_error(code, status, err.message)
             return
-        self._log_call(service, operation, path, query, 200, None)
         self._send(200, result)
-
-    def _log_call(self, service, operation, path, query, status, error_code):
-        entry = {
-            "service": service,
-            "operation": operation,
-            "method": self.command,
-            "path": path,
-            "query": {k: v[0] if len(v) == 1 else v for k, v in query.items()},
-            "status": status,
-        }
-        if error_code:
-            entry["error"] = error_code
-        with self.store.lock:
-            self.store.calls.append(entry)
 
 
 class Server(ThreadingHTTPServer):
@@ -660,19 +497,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = pick a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--state", help="JSON file with the initial state document")
     parser.add_argument("--verbose", action="store_true", help="log every request on stderr")
     args = parser.parse_args(argv)
 
     store = Store()
-    if args.state:
-        try:
-            with open(args.state, encoding="utf-8") as fh:
-                store.state = normalize_state(json.load(fh))
-        except (OSError, ValueError) as exc:
-            print(f"connect_profiles_double: cannot load --state {args.state}: {exc}", file=sys.stderr)
-            return 2
-
     Handler.store = store
     Handler.verbose = args.verbose
     server = Server((args.host, args.port), Handler)

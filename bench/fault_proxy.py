@@ -3,15 +3,18 @@
 It sits between the guard and the emulated account: requests for Amazon
 Connect and Customer Profiles go to the test double, everything else to moto
 (the service is read from the SigV4 `Credential=.../<service>/aws4_request`
-scope, as AWS routes it). Per service, it can answer with throttling or
-server errors in that service's real wire format, reset the connection, or
-delay the answer; each fault can be permanent or limited to the first N
-requests (to show the SDK's retries recovering).
+scope, as AWS routes it). Per service, it can answer with throttling,
+server errors or access denied in that service's real wire format, reset the
+connection, or delay the answer; each fault can be permanent or limited to
+the first N requests (to show the SDK's retries recovering), and limited to
+the requests whose path or body names something (`match`: an instance id,
+say).
 
 Every call is logged as (service, operation, request), so the benchmark can
 count calls per operation and spot a call made twice in one pass.
 
-Control: PUT /_faults {"iam": {"mode": "throttle", "first": 2}, "kms": {"mode": "slow", "delay_ms": 11000}}
+Control: PUT /_faults {"iam": {"mode": "throttle", "first": 2}, "kms": {"mode": "slow", "delay_ms": 11000},
+                       "connect": {"mode": "deny", "match": "<instance id>"}}
          GET /_faults/counts -> {"iam": {"requests": 7, "faulted": 2}, ...};  DELETE /_faults
 """
 
@@ -24,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 SERVICE_RE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 DOUBLE_SERVICES = {"connect", "profile"}
@@ -33,28 +36,40 @@ QUERY_XML = ('<ErrorResponse xmlns="https://{svc}.amazonaws.com/doc/2010-05-08/"
              "<Code>{code}</Code><Message>{message}</Message></Error><RequestId>fault-proxy</RequestId></ErrorResponse>")
 
 
+# mode -> service -> (status, code), as each service answers.
+ERRORS = {
+    "throttle": {"iam": (400, "Throttling"), "sns": (400, "Throttling"), "sts": (400, "Throttling"),
+                 "kms": (400, "ThrottlingException"), "connect": (429, "ThrottlingException"),
+                 "profile": (429, "ThrottlingException")},
+    "5xx": {"iam": (500, "ServiceFailure"), "sns": (500, "InternalError"), "sts": (500, "InternalError"),
+            "kms": (500, "KMSInternalException"), "connect": (500, "InternalServiceException"),
+            "profile": (500, "InternalServerException")},
+    "deny": {"iam": (403, "AccessDenied"), "sns": (403, "AuthorizationError"), "sts": (403, "AccessDenied"),
+             "kms": (400, "AccessDeniedException"), "connect": (403, "AccessDeniedException"),
+             "profile": (403, "AccessDeniedException")},
+}
+MESSAGES = {"throttle": "Rate exceeded", "5xx": "Injected server error",
+            "deny": "User is not authorized to perform this action (injected)"}
+
+
 def error_response(service, mode):
-    """(status, headers, body) of a throttling or server error as `service` sends it."""
-    throttle = mode == "throttle"
+    """(status, headers, body) of a throttling, server or access-denied error as `service` sends it."""
+    status, code = ERRORS[mode][service]
+    message = MESSAGES[mode]
     if service in ("iam", "sns", "sts"):
-        code = "Throttling" if throttle else ("ServiceFailure" if service == "iam" else "InternalError")
-        body = QUERY_XML.format(svc=service, kind="Sender" if throttle else "Receiver", code=code,
-                                message="Rate exceeded" if throttle else "Injected server error")
-        return (400 if throttle else 500), {"Content-Type": "text/xml"}, body.encode()
+        body = QUERY_XML.format(svc=service, kind="Receiver" if status >= 500 else "Sender", code=code, message=message)
+        return status, {"Content-Type": "text/xml"}, body.encode()
     if service == "kms":
-        code = "ThrottlingException" if throttle else "KMSInternalException"
-        body = json.dumps({"__type": code, "message": "Rate exceeded" if throttle else "Injected server error"})
-        return (400 if throttle else 500), {"Content-Type": "application/x-amz-json-1.1"}, body.encode()
-    code = "ThrottlingException" if throttle else ("InternalServiceException" if service == "connect" else "InternalServerException")
-    body = json.dumps({"message": "Rate exceeded" if throttle else "Injected server error"})
-    return (429 if throttle else 500), {"Content-Type": "application/json", "X-Amzn-ErrorType": code}, body.encode()
+        body = json.dumps({"__type": code, "message": message})
+        return status, {"Content-Type": "application/x-amz-json-1.1"}, body.encode()
+    body = json.dumps({"message": message})
+    return status, {"Content-Type": "application/json", "X-Amzn-ErrorType": code}, body.encode()
 
 
 REST_OPERATIONS = [
     ("GET", re.compile(r"^/instance$"), "ListInstances"),
     ("GET", re.compile(r"^/instance/[^/]+$"), "DescribeInstance"),
     ("GET", re.compile(r"^/instance/[^/]+/storage-configs$"), "ListInstanceStorageConfigs"),
-    ("GET", re.compile(r"^/instance/[^/]+/bots$"), "ListBots"),
     ("POST", re.compile(r"^/integrations$"), "ListAccountIntegrations"),
     ("GET", re.compile(r"^/domains$"), "ListDomains"),
     ("GET", re.compile(r"^/domains/[^/]+$"), "GetDomain"),
@@ -99,14 +114,14 @@ class FaultProxy:
                 match = SERVICE_RE.search(self.headers.get("Authorization", ""))
                 service = match.group(1) if match else "unknown"
                 proxy.record(service, self.command, self.path, self.headers, body)
-                fault = proxy.take_fault(service)
+                fault = proxy.take_fault(service, unquote(self.path) + body.decode(errors="replace"))
                 if fault and fault["mode"] == "reset":
                     # RST instead of FIN: the client sees "connection reset by peer".
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
                     self.connection.close()
                     return
-                if fault and fault["mode"] in ("throttle", "5xx"):
+                if fault and fault["mode"] in ERRORS:
                     return self._send(*error_response(service, fault["mode"]))
                 if fault and fault["mode"] == "slow":
                     time.sleep(fault.get("delay_ms", 0) / 1000)
@@ -133,12 +148,13 @@ class FaultProxy:
         with self.lock:
             self.calls.append((service, operation, f"{method} {path} {body!r}"))
 
-    def take_fault(self, service):
+    def take_fault(self, service, request):
+        """The fault to inject into this request of `service`, if any; `request` is its path and body."""
         with self.lock:
             count = self.counts.setdefault(service, {"requests": 0, "faulted": 0})
             count["requests"] += 1
             fault = self.faults.get(service) or self.faults.get("*")
-            if not fault:
+            if not fault or fault.get("match", "") not in request:
                 return None
             first = fault.get("first")
             if first is not None and count["faulted"] >= first:

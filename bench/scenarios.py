@@ -1,6 +1,10 @@
 """Named account states for the local bench: a healthy account and one
-drifted state per rule in the catalogue. Seeds moto (IAM, KMS, SNS, SQS) and
-the Connect/Customer Profiles test double.
+drifted state per rule in the catalogue, each with the alerts it must raise.
+Seeds moto (IAM, KMS, SNS, SQS) and the Connect/Customer Profiles test
+double; the faults a scenario needs are for bench/fault_proxy.py.
+
+The healthy account is defined here once (`Spec()`), for every Python user
+of the bench.
 
     python bench/scenarios.py --list
     python bench/scenarios.py key-disabled --moto http://127.0.0.1:P --double http://127.0.0.1:Q
@@ -18,7 +22,6 @@ INSTANCE_ID = "11111111-2222-3333-4444-555555555555"
 OTHER_INSTANCE_ID = "22222222-3333-4444-5555-666666666666"
 SLR_PATH = "/aws-service-role/connect.amazonaws.com/"
 ROLE_NAME = "AWSServiceRoleForAmazonConnect_AbCdEf123456"
-ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role{SLR_PATH}{ROLE_NAME}"
 MANAGED_POLICY = "arn:aws:iam::aws:policy/aws-service-role/AmazonConnectServiceLinkedRolePolicy"
 STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/acme-ctr"
 TOPIC_NAME = "connect-slr-guard-alerts"
@@ -46,8 +49,16 @@ def instance_arn(instance_id):
     return f"arn:aws:connect:{REGION}:{ACCOUNT}:instance/{instance_id}"
 
 
+def role_arn(name, path=SLR_PATH):
+    return f"arn:aws:iam::{ACCOUNT}:role{path}{name}"
+
+
 def domain_arn(name):
     return f"arn:aws:profile:{REGION}:{ACCOUNT}:domains/{name}"
+
+
+ROLE_ARN = role_arn(ROLE_NAME)
+CTR_STREAM = {"AssociationId": "ctr-1", "StorageType": "KINESIS_STREAM", "KinesisStreamConfig": {"StreamArn": STREAM_ARN}}
 
 
 @dataclass
@@ -65,7 +76,7 @@ class Spec:
     domain_key_state: str = "Enabled"
     storage_key_state: str = "Enabled"
     extra_domains: list = field(default_factory=list)
-    denied_second_instance: bool = False
+    second_instance: bool = False
 
 
 @dataclass
@@ -86,6 +97,8 @@ class Scenario:
     # Expected alerts as (rule, instance, resource); resources may be
     # "{domain_key}" / "{storage_key}" placeholders resolved after seeding.
     expect: list
+    remediation: str = ""  # how the alerts' remediation starts; {resource} is the alert's resource
+    faults: dict = field(default_factory=dict)  # for bench/fault_proxy.py (its PUT /_faults document)
     event_key: str = "domain"  # which seeded key the event names
     event_domain: str = EVENT_DOMAIN
     event_instance: str = INSTANCE_ID
@@ -112,40 +125,54 @@ def _trust_extra_account(spec):
         {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::444455556666:root"}, "Action": "sts:AssumeRole"})
 
 
+def _deny(instance_id):
+    """Connect and Customer Profiles answer AccessDenied to every request that names the instance."""
+    rule = {"mode": "deny", "match": instance_id}
+    return {"connect": rule, "profile": rule}
+
+
+I2 = instance_arn(OTHER_INSTANCE_ID)
+GRANT_FIX = "aws kms create-grant --key-id {resource}"
+
 SCENARIOS = {s.name: s for s in [
     Scenario("healthy", _set(), "connect-update-instance-attribute.json", []),
     Scenario("slr-deleted", _set(role_exists=False), "iam-delete-service-linked-role.json",
-             [("CONNECT_SLR_MISSING", I1, ROLE_ARN)]),
+             [("CONNECT_SLR_MISSING", I1, ROLE_ARN)],
+             "aws iam create-service-linked-role --aws-service-name connect.amazonaws.com --custom-suffix "
+             + ROLE_NAME.split("_")[1]),
     Scenario("slr-never-created", _set(role_exists=False, service_role=None), "connect-create-instance.json",
-             [("CONNECT_SLR_NOT_CONFIGURED", I1, I1)]),
+             [("CONNECT_SLR_NOT_CONFIGURED", I1, I1)],
+             "aws iam create-service-linked-role --aws-service-name connect.amazonaws.com"),
     Scenario("slr-not-service-linked", _set(role_path="/"), "iam-delete-role.json",
-             [("CONNECT_SLR_NOT_SERVICE_LINKED", I1, f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}")]),
+             [("CONNECT_SLR_NOT_SERVICE_LINKED", I1, role_arn(ROLE_NAME, path="/"))],
+             f"aws iam delete-role --role-name {ROLE_NAME}"),
     Scenario("trust-drift", _trust_extra_account, "iam-update-assume-role-policy.json",
-             [("CONNECT_SLR_TRUST_DRIFT", I1, ROLE_ARN)]),
+             [("CONNECT_SLR_TRUST_DRIFT", I1, ROLE_ARN)], f"aws iam update-assume-role-policy --role-name {ROLE_NAME}"),
     Scenario("policy-detached", _set(managed_policy=False), "iam-detach-role-policy.json",
-             [("CONNECT_SLR_POLICY_DETACHED", I1, ROLE_ARN)]),
+             [("CONNECT_SLR_POLICY_DETACHED", I1, ROLE_ARN)], f"aws iam attach-role-policy --role-name {ROLE_NAME}"),
     Scenario("stream-permission-missing", _set(inline={}), "iam-delete-role-policy.json",
-             [("CONNECT_SLR_FEATURE_PERMISSION_MISSING", I1, STREAM_ARN)]),
+             [("CONNECT_SLR_FEATURE_PERMISSION_MISSING", I1, STREAM_ARN)],
+             f"aws connect update-instance-storage-config --instance-id {INSTANCE_ID} "
+             f"--association-id {CTR_STREAM['AssociationId']}"),
     Scenario("domain-access-missing", _set(domain="acme-profiles"), "profiles-put-integration.json",
              [("PROFILES_DOMAIN_ACCESS_MISSING", I1, domain_arn("acme-profiles"))],
-             event_domain="acme-profiles"),
+             "aws customer-profiles put-integration --domain-name acme-profiles", event_domain="acme-profiles"),
     Scenario("profiles-grant-missing", _set(domain_grant_ops=None), "kms-revoke-grant.json",
-             [("PROFILES_KMS_GRANT_MISSING", I1, "{domain_key}")]),
+             [("PROFILES_KMS_GRANT_MISSING", I1, "{domain_key}")], GRANT_FIX),
     Scenario("profiles-grant-incomplete", _set(domain_grant_ops=["Decrypt"]), "kms-create-grant.json",
-             [("PROFILES_KMS_GRANT_INCOMPLETE", I1, "{domain_key}")]),
+             [("PROFILES_KMS_GRANT_INCOMPLETE", I1, "{domain_key}")], GRANT_FIX),
     Scenario("storage-grant-missing", _set(storage_grant=False), "kms-revoke-grant.json",
-             [("STORAGE_KMS_GRANT_MISSING", I1, "{storage_key}")], event_key="storage"),
+             [("STORAGE_KMS_GRANT_MISSING", I1, "{storage_key}")], GRANT_FIX, event_key="storage"),
     Scenario("key-disabled", _set(domain_key_state="Disabled"), "kms-disable-key.json",
-             [("KMS_KEY_UNUSABLE", I1, "{domain_key}")]),
+             [("KMS_KEY_UNUSABLE", I1, "{domain_key}")], "aws kms "),
     Scenario("key-pending-deletion", _set(storage_key_state="PendingDeletion"), "kms-schedule-key-deletion.json",
-             [("KMS_KEY_UNUSABLE", I1, "{storage_key}")], event_key="storage"),
+             [("KMS_KEY_UNUSABLE", I1, "{storage_key}")], "aws kms ", event_key="storage"),
     Scenario("second-connect-domain", _set(extra_domains=["amazon-connect-other"]), "profiles-create-domain.json",
              [("PROFILES_CROSS_DOMAIN_EXPOSURE", None, domain_arn("amazon-connect-other"))],
-             event_domain="amazon-connect-other"),
-    Scenario("access-denied-one-instance", _set(denied_second_instance=True), "connect-update-instance-attribute.json",
-             [("CHECK_INCOMPLETE", instance_arn(OTHER_INSTANCE_ID), instance_arn(OTHER_INSTANCE_ID))],
-             event_instance=OTHER_INSTANCE_ID,
-             sweep_expect=[("CHECK_INCOMPLETE", instance_arn(OTHER_INSTANCE_ID), instance_arn(OTHER_INSTANCE_ID))]),
+             "if the domain is unused: aws customer-profiles delete-domain", event_domain="amazon-connect-other"),
+    Scenario("access-denied-one-instance", _set(second_instance=True), "connect-update-instance-attribute.json",
+             [("CHECK_INCOMPLETE", I2, I2)], "fix the cause above", faults=_deny(OTHER_INSTANCE_ID),
+             event_instance=OTHER_INSTANCE_ID, sweep_expect=[("CHECK_INCOMPLETE", I2, I2)]),
 ]}
 
 
@@ -157,13 +184,9 @@ def spec_for(name):
 
 def seed(aws, spec):
     """Builds `spec` in the emulated account (which must be empty)."""
-    iam, kms, sns, sqs = (aws.client(s) for s in ("iam", "kms", "sns", "sqs"))
+    kms = aws.client("kms")
     if spec.role_exists:
-        iam.create_role(RoleName=ROLE_NAME, Path=spec.role_path, AssumeRolePolicyDocument=json.dumps(spec.trust))
-        if spec.managed_policy:
-            iam.attach_role_policy(RoleName=ROLE_NAME, PolicyArn=MANAGED_POLICY)
-        for name, doc in spec.inline.items():
-            iam.put_role_policy(RoleName=ROLE_NAME, PolicyName=name, PolicyDocument=json.dumps(doc))
+        create_role(aws.client("iam"), spec, ROLE_NAME)
     domain_key = kms.create_key(Description="Customer Profiles domain key")["KeyMetadata"]["Arn"]
     storage_key = kms.create_key(Description="Call recordings key")["KeyMetadata"]["Arn"]
     if spec.domain_grant_ops:
@@ -173,12 +196,28 @@ def seed(aws, spec):
                          Operations=["Decrypt", "GenerateDataKey", "Encrypt"])
     _set_key_state(kms, domain_key, spec.domain_key_state)
     _set_key_state(kms, storage_key, spec.storage_key_state)
+    queue_url = subscribe_queue(aws)
+    http_json("PUT", f"{aws.double_url}/_double/state", connect_state(spec, domain_key, storage_key))
+    return Seeded(domain_key=domain_key, storage_key=storage_key, queue_url=queue_url)
+
+
+def create_role(iam, spec, name):
+    """A Connect service role named `name`, as `spec` has it."""
+    iam.create_role(RoleName=name, Path=spec.role_path, AssumeRolePolicyDocument=json.dumps(spec.trust))
+    if spec.managed_policy:
+        iam.attach_role_policy(RoleName=name, PolicyArn=MANAGED_POLICY)
+    for policy, doc in spec.inline.items():
+        iam.put_role_policy(RoleName=name, PolicyName=policy, PolicyDocument=json.dumps(doc))
+
+
+def subscribe_queue(aws):
+    """The alert topic and an SQS queue subscribed to it (on-call); returns the queue URL."""
+    sns, sqs = aws.client("sns"), aws.client("sqs")
     topic = sns.create_topic(Name=TOPIC_NAME)["TopicArn"]
     queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    http_json("PUT", f"{aws.double_url}/_double/state", _connect_state(spec, domain_key, storage_key))
-    return Seeded(domain_key=domain_key, storage_key=storage_key, queue_url=queue_url)
+    return queue_url
 
 
 def _set_key_state(kms, key_arn, state):
@@ -189,7 +228,7 @@ def _set_key_state(kms, key_arn, state):
         kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
 
 
-def _instance(instance_id, alias, service_role):
+def instance(instance_id, alias, service_role):
     doc = {"Id": instance_id, "Arn": instance_arn(instance_id), "IdentityManagementType": "CONNECT_MANAGED",
            "InstanceAlias": alias, "CreatedTime": 1700000000, "InstanceStatus": "ACTIVE",
            "InboundCallsEnabled": True, "OutboundCallsEnabled": True}
@@ -198,11 +237,11 @@ def _instance(instance_id, alias, service_role):
     return doc
 
 
-def _connect_state(spec, domain_key, storage_key):
-    instances = [_instance(INSTANCE_ID, "acme", spec.service_role)]
+def connect_state(spec, domain_key, storage_key):
+    """The test double's state document for `spec`."""
+    instances = [instance(INSTANCE_ID, "acme", spec.service_role)]
     storage = {INSTANCE_ID: {
-        "CONTACT_TRACE_RECORDS": [{"AssociationId": "ctr-1", "StorageType": "KINESIS_STREAM",
-                                   "KinesisStreamConfig": {"StreamArn": STREAM_ARN}}],
+        "CONTACT_TRACE_RECORDS": [CTR_STREAM],
         "CALL_RECORDINGS": [{"AssociationId": "rec-1", "StorageType": "S3",
                              "S3Config": {"BucketName": "acme-recordings", "BucketPrefix": "connect",
                                           "EncryptionConfig": {"EncryptionType": "KMS", "KeyId": storage_key}}}],
@@ -210,12 +249,9 @@ def _connect_state(spec, domain_key, storage_key):
     domains = [{"DomainName": spec.domain, "DefaultExpirationDays": 366, "DefaultEncryptionKey": domain_key}]
     domains += [{"DomainName": name, "DefaultExpirationDays": 366} for name in spec.extra_domains]
     integrations = [{"DomainName": spec.domain, "Uri": instance_arn(INSTANCE_ID), "ObjectTypeName": "CTR"}]
-    faults = {}
-    if spec.denied_second_instance:
-        instances.append(_instance(OTHER_INSTANCE_ID, "acme-emea", ROLE_ARN))
-        faults["deny_instances"] = [OTHER_INSTANCE_ID]
-    return {"instances": instances, "storage_configs": storage, "domains": domains,
-            "integrations": integrations, "faults": faults}
+    if spec.second_instance:
+        instances.append(instance(OTHER_INSTANCE_ID, "acme-emea", ROLE_ARN))
+    return {"instances": instances, "storage_configs": storage, "domains": domains, "integrations": integrations}
 
 
 def event_for(scenario, seeded, raw_text):
@@ -252,7 +288,8 @@ def main(argv=None):
     http_json("POST", f"{args.moto}/moto-api/reset")
     http_json("POST", f"{args.double}/_double/reset")
     seeded = seed(Endpoints(), spec_for(args.scenario))
-    print(json.dumps(seeded.__dict__))
+    # The faults, if any, are for a fault proxy in front of moto and the double (bench/fault_proxy.py).
+    print(json.dumps({**seeded.__dict__, "faults": SCENARIOS[args.scenario].faults}))
     return 0
 
 

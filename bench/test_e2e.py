@@ -9,33 +9,9 @@ import subprocess
 
 import pytest
 
-from conftest import binary, sample_event, sample_events
+from conftest import binary, rule_catalogue, sample_event, sample_events
 from local_aws import ACCOUNT, REGION
-from scenarios import INSTANCE_ID, ROLE_NAME, SCENARIOS, event_for, seed, spec_for
-
-SEVERITY = {
-    "CONNECT_SLR_NOT_CONFIGURED": "HIGH", "CONNECT_SLR_MISSING": "CRITICAL",
-    "CONNECT_SLR_NOT_SERVICE_LINKED": "CRITICAL", "CONNECT_SLR_TRUST_DRIFT": "CRITICAL",
-    "CONNECT_SLR_POLICY_DETACHED": "HIGH", "CONNECT_SLR_FEATURE_PERMISSION_MISSING": "HIGH",
-    "PROFILES_DOMAIN_ACCESS_MISSING": "HIGH", "PROFILES_KMS_GRANT_MISSING": "HIGH",
-    "PROFILES_KMS_GRANT_INCOMPLETE": "HIGH", "STORAGE_KMS_GRANT_MISSING": "HIGH",
-    "KMS_KEY_UNUSABLE": "CRITICAL", "PROFILES_CROSS_DOMAIN_EXPOSURE": "MEDIUM", "CHECK_INCOMPLETE": "MEDIUM",
-}
-REMEDIATION = {
-    "CONNECT_SLR_NOT_CONFIGURED": "aws iam create-service-linked-role --aws-service-name connect.amazonaws.com",
-    "CONNECT_SLR_MISSING": f"aws iam create-service-linked-role --aws-service-name connect.amazonaws.com --custom-suffix {ROLE_NAME.split('_')[1]}",
-    "CONNECT_SLR_NOT_SERVICE_LINKED": f"aws iam delete-role --role-name {ROLE_NAME}",
-    "CONNECT_SLR_TRUST_DRIFT": f"aws iam update-assume-role-policy --role-name {ROLE_NAME}",
-    "CONNECT_SLR_POLICY_DETACHED": f"aws iam attach-role-policy --role-name {ROLE_NAME}",
-    "CONNECT_SLR_FEATURE_PERMISSION_MISSING": f"aws connect update-instance-storage-config --instance-id {INSTANCE_ID} --association-id ctr-1",
-    "PROFILES_DOMAIN_ACCESS_MISSING": "aws customer-profiles put-integration --domain-name acme-profiles",
-    "PROFILES_KMS_GRANT_MISSING": "aws kms create-grant --key-id {resource}",
-    "PROFILES_KMS_GRANT_INCOMPLETE": "aws kms create-grant --key-id {resource}",
-    "STORAGE_KMS_GRANT_MISSING": "aws kms create-grant --key-id {resource}",
-    "KMS_KEY_UNUSABLE": "aws kms ",
-    "PROFILES_CROSS_DOMAIN_EXPOSURE": "if the domain is unused: aws customer-profiles delete-domain",
-    "CHECK_INCOMPLETE": "fix the cause above",
-}
+from scenarios import SCENARIOS, TOPIC_ARN, event_for, seed, spec_for
 
 
 def drain(sqs, queue_url):
@@ -50,27 +26,42 @@ def drain(sqs, queue_url):
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
 
 
+def remediations(rule):
+    """How `rule`'s alerts' remediation may start: as the scenarios that expect it say."""
+    return {s.remediation for s in SCENARIOS.values() if any(r == rule for r, _, _ in s.expect)}
+
+
 def check_alert(envelope, event):
     """Checks one delivered alert field by field; returns (rule, instance, resource)."""
     doc = json.loads(envelope["Message"])
     rule = doc["rule"]
     assert doc["schema"] == "connect-slr-guard/alert/v1"
     assert doc["status"] == "OPEN"
-    assert doc["severity"] == SEVERITY[rule]
+    assert doc["severity"] == rule_catalogue()[rule]["severity"]
     assert (doc["account"], doc["region"]) == (ACCOUNT, REGION)
     assert re.fullmatch(r"[0-9a-f]{32}", doc["fingerprint"])
     assert doc["summary"] and isinstance(doc["details"], dict)
-    assert doc["remediation"].startswith(REMEDIATION[rule].format(resource=doc["resource_arn"])), doc["remediation"]
+    fixes = tuple(fix.format(resource=doc["resource_arn"]) for fix in remediations(rule))
+    assert fixes, f"{rule}: no scenario in bench/scenarios.py expects it, so its remediation is unchecked"
+    assert doc["remediation"].startswith(fixes), doc["remediation"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", doc["observed_at"])
     detail = event.get("detail", {})
     assert doc["trigger"]["kind"] == ("schedule" if event["detail-type"] == "Scheduled Event" else "event")
     assert doc["trigger"]["event_name"] == detail.get("eventName", event["detail-type"])
     assert doc["trigger"]["event_id"] == detail.get("eventID", event["id"])
-    assert doc["trigger"]["actor"] == detail.get("userIdentity", {}).get("arn", doc["trigger"]["actor"])
+    identity = detail.get("userIdentity", {})
+    assert doc["trigger"]["actor"] == (identity.get("arn") or identity.get("invokedBy") or detail.get("sourceIPAddress"))
     attrs = {k: v["Value"] for k, v in envelope["MessageAttributes"].items()}
     assert attrs == {"severity": doc["severity"], "rule": rule, "status": "OPEN"}
     assert envelope["Subject"].startswith(f"[{doc['severity']}] {rule}: ") and len(envelope["Subject"]) < 100
     return rule, doc["instance_arn"], doc["resource_arn"], doc["fingerprint"]
+
+
+def seed_scenario(account, proxy, name):
+    """Seeds a scenario's account state and sets its faults on the proxy."""
+    seeded = seed(account, spec_for(name))
+    proxy.set(SCENARIOS[name].faults)
+    return seeded
 
 
 def run_event(function, account, seeded, event):
@@ -81,19 +72,29 @@ def run_event(function, account, seeded, event):
     return body, [check_alert(m, event) for m in delivered]
 
 
+def test_every_rule_in_the_catalogue_has_a_scenario(catalogue):
+    expected = {rule for s in SCENARIOS.values() for rule, _, _ in s.expect}
+    missing = sorted(set(catalogue) - expected)
+    assert not missing, f"no scenario in bench/scenarios.py SCENARIOS expects {', '.join(missing)}"
+    unknown = sorted(expected - set(catalogue))
+    assert not unknown, f"bench/scenarios.py expects rules the catalogue does not have: {', '.join(unknown)}"
+    unfixed = sorted(s.name for s in SCENARIOS.values() if s.expect and not s.remediation)
+    assert not unfixed, f"scenarios in bench/scenarios.py that expect alerts but no remediation: {', '.join(unfixed)}"
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_event_raises_exactly_the_expected_alerts(function, account, name):
+def test_event_raises_exactly_the_expected_alerts(function, account, proxy, name):
     scenario = SCENARIOS[name]
-    seeded = seed(account, spec_for(name))
+    seeded = seed_scenario(account, proxy, name)
     event = event_for(scenario, seeded, sample_event(scenario.event))
     _, alerts = run_event(function, account, seeded, event)
     assert sorted(a[:3] for a in alerts) == scenario.resolve(seeded)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_sweep_raises_exactly_the_expected_alerts(function, account, name):
+def test_sweep_raises_exactly_the_expected_alerts(function, account, proxy, name):
     scenario = SCENARIOS[name]
-    seeded = seed(account, spec_for(name))
+    seeded = seed_scenario(account, proxy, name)
     body, alerts = run_event(function, account, seeded, json.loads(sample_event("scheduled-sweep.json")))
     assert sorted(a[:3] for a in alerts) == scenario.resolve(seeded, sweep=True)
     assert body["instances_checked"] >= 1
@@ -127,7 +128,7 @@ def test_malformed_events_are_acknowledged(function, account, payload):
 
 def test_alerts_that_cannot_be_published_fail_the_invocation(function, account):
     seeded = seed(account, spec_for("key-disabled"))
-    account.client("sns").delete_topic(TopicArn=f"arn:aws:sns:{REGION}:{ACCOUNT}:connect-slr-guard-alerts")
+    account.client("sns").delete_topic(TopicArn=TOPIC_ARN)
     ok, body = function.invoke(json.loads(sample_event("scheduled-sweep.json")))
     assert not ok, "Lambda must fail so its retries and on-failure destination keep the event"
     assert body["errorType"] == "AlertDeliveryFailed"
@@ -144,7 +145,7 @@ def test_cli_audit_reports_drift_and_exits_1(account, guard_env):
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     assert [f["rule"] for f in report["findings"]] == ["CONNECT_SLR_MISSING"]
-    assert report["findings"][0]["remediation"] == REMEDIATION["CONNECT_SLR_MISSING"]
+    assert report["findings"][0]["remediation"] == SCENARIOS["slr-deleted"].remediation
     table = cli(["audit"], guard_env)
     assert table.returncode == 1
     assert "CRITICAL  CONNECT_SLR_MISSING" in table.stdout and "fix: aws iam create-service-linked-role" in table.stdout

@@ -7,8 +7,9 @@
   check.
 - Event patterns: every sample in events/ is matched by the rule meant for it
   (moto's EventBridge pattern matcher), the ignored samples and failed calls
-  by none; every event name the trigger parser handles is routed; the
-  us-east-1 forwarder uses exactly the guard's IAM pattern.
+  by none; every trigger the guard handles (`connect-slr-guard triggers`) is
+  routed, and no other CloudTrail event; the us-east-1 forwarder uses exactly
+  the guard's IAM pattern.
 - Completeness: the SAM translation lints clean, and the function has its
   build method, arm64 default, JSON logs, retention, retries, on-failure
   queue, alarms and reserved concurrency.
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,7 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
 FORWARDER = REPO / "deploy" / "iam-forwarder.yaml"
 EVENTS = REPO / "events"
-TRIGGER_RS = REPO / "src" / "trigger.rs"
 
 FUNCTION = "GuardFunction"
 
@@ -305,11 +307,15 @@ def matching(template: dict, event: dict) -> list[str]:
     return [name for name, pattern in rules(template).items() if EventPattern.load(json.dumps(pattern)).matches_event(event)]
 
 
+CLOUDTRAIL = "AWS API Call via CloudTrail"
+
+
 def expected_rule(filename: str) -> str | None:
-    if filename.startswith("ignored-") or filename == "scheduled-sweep.json":
+    detail_type = sample(filename)["detail-type"]
+    if filename.startswith("ignored-") or detail_type == "Scheduled Event":
         return None
-    if filename == "kms-cmk-deletion.json":
-        return "KmsKeyEvents"
+    if detail_type != CLOUDTRAIL:
+        return "KmsKeyEvents"  # KMS's own events: key deletion, imported key material expiration
     prefix = filename.split("-", 1)[0]
     return {"iam": "IamEvents", "connect": "ConnectEvents", "profiles": "ProfilesEvents", "kms": "KmsApiEvents"}[prefix]
 
@@ -342,7 +348,7 @@ def sample(name: str) -> dict:
 
 def test_failed_calls_are_not_routed(template):
     for name in SAMPLES:
-        if expected_rule(name) and name != "kms-cmk-deletion.json":
+        if expected_rule(name) and sample(name)["detail-type"] == CLOUDTRAIL:
             event = sample(name)
             event["detail"]["errorCode"] = "AccessDenied"
             event["detail"]["errorMessage"] = "User is not authorized"
@@ -369,10 +375,16 @@ def test_unrelated_iam_and_kms_calls_are_not_routed(template):
     assert matching(template, path_less) == ["KmsApiEvents"]
 
 
-def rust_list(source: str, name: str) -> list[str]:
-    m = re.search(rf"const {name}: &\[&str\] = &\[(.*?)\];", source, re.S)
-    assert m, f"{name} not found in src/trigger.rs: update deploy/test_template.py with the trigger parser"
-    return re.findall(r'"([A-Za-z]+)"', m.group(1))
+@pytest.fixture(scope="module")
+def triggers() -> list[dict]:
+    """The triggers the guard handles: `connect-slr-guard triggers --format json`."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/connect-slr-guard/target"))
+    binary = Path(os.environ.get("GUARD_BIN_DIR", target / "debug")) / "connect-slr-guard"
+    if not binary.exists():
+        pytest.fail(f"{binary} not built: run `cargo build` first (scripts/test.sh does), or set GUARD_BIN_DIR")
+    result = subprocess.run([str(binary), "triggers", "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"`connect-slr-guard triggers --format json` failed: {result.stderr}"
+    return json.loads(result.stdout)
 
 
 def pattern_event_names(pattern: dict) -> set[str]:
@@ -383,17 +395,29 @@ def pattern_event_names(pattern: dict) -> set[str]:
     return names
 
 
-def test_every_event_name_the_trigger_parser_handles_is_routed(template):
-    """The patterns and src/trigger.rs must change together."""
-    source = TRIGGER_RS.read_text()
+CLOUDTRAIL_RULES = {"aws.iam": "IamEvents", "aws.connect": "ConnectEvents", "aws.profile": "ProfilesEvents",
+                    "aws.kms": "KmsApiEvents"}
+
+
+def test_every_cloudtrail_event_the_guard_handles_is_routed(template, triggers):
+    """The patterns and the trigger parser must change together."""
     r = rules(template)
-    for const, rule in [
-        ("IAM_EVENTS", "IamEvents"),
-        ("CONNECT_EVENTS", "ConnectEvents"),
-        ("PROFILES_EVENTS", "ProfilesEvents"),
-        ("KMS_EVENTS", "KmsApiEvents"),
-    ]:
-        assert pattern_event_names(r[rule]) == set(rust_list(source, const)), rule
+    cloudtrail = [t for t in triggers if t["event_name"] is not None]
+    assert {t["source"] for t in cloudtrail} == set(CLOUDTRAIL_RULES), "a CloudTrail source without a rule"
+    for source, rule in CLOUDTRAIL_RULES.items():
+        handled = {t["event_name"] for t in cloudtrail if t["source"] == source}
+        assert pattern_event_names(r[rule]) == handled, rule
+
+
+def test_every_other_event_the_guard_handles_is_routed(template, triggers):
+    patterns = rules(template).values()
+    for t in triggers:
+        if t["event_name"] is not None:
+            continue
+        if t["detail_type"] == "Scheduled Event":
+            assert any(e["Type"] == "Schedule" for e in template["Resources"][FUNCTION]["Properties"]["Events"].values())
+        else:
+            assert any(t["source"] in p["source"] and t["detail_type"] in p["detail-type"] for p in patterns), t
 
 
 def test_the_forwarder_forwards_exactly_the_guards_iam_events(template):

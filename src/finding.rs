@@ -1,73 +1,115 @@
-//! Findings: what the rules report, with a severity per rule and a
-//! fingerprint that stays the same for the same drift across runs.
+//! Findings and the rule catalogue: every rule's id, severity, the kind of
+//! resource it names and the drift it reports, in one table. Everything
+//! else (the README's rule table, `connect-slr-guard rules`, the bench's
+//! severities) derives from it or is checked against it.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RuleId {
-    ConnectSlrNotConfigured,
-    ConnectSlrMissing,
-    ConnectSlrNotServiceLinked,
-    ConnectSlrTrustDrift,
-    ConnectSlrPolicyDetached,
-    ConnectSlrFeaturePermissionMissing,
-    ProfilesDomainAccessMissing,
-    ProfilesKmsGrantMissing,
-    ProfilesKmsGrantIncomplete,
-    StorageKmsGrantMissing,
-    KmsKeyUnusable,
-    ProfilesCrossDomainExposure,
-    CheckIncomplete,
+use crate::model::Unverified;
+
+/// What a rule's `resource_arn` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    ConnectInstance,
+    IamRole,
+    /// A Kinesis stream or Firehose delivery stream.
+    DataStream,
+    ProfilesDomain,
+    KmsKey,
+    /// Whatever could not be read.
+    Unread,
+}
+
+/// One row of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RuleSpec {
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub resource: ResourceKind,
+    /// The drift, in one line, as the README's rule table shows it.
+    pub description: &'static str,
+}
+
+/// Declares [`RuleId`] and its catalogue from one table, so a rule cannot
+/// exist without an id, a severity, a resource kind and a description.
+macro_rules! rule_catalogue {
+    ($($variant:ident => $id:literal, $severity:ident, $resource:ident, $description:literal;)+) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum RuleId {
+            $(#[serde(rename = $id)] $variant,)+
+        }
+
+        impl RuleId {
+            /// Every rule, in catalogue order.
+            pub const ALL: &[RuleId] = &[$(RuleId::$variant,)+];
+
+            pub const fn spec(self) -> RuleSpec {
+                match self {
+                    $(RuleId::$variant => RuleSpec {
+                        rule: $id,
+                        severity: Severity::$severity,
+                        resource: ResourceKind::$resource,
+                        description: $description,
+                    },)+
+                }
+            }
+        }
+    };
+}
+
+rule_catalogue! {
+    ConnectSlrNotConfigured => "CONNECT_SLR_NOT_CONFIGURED", High, ConnectInstance,
+        "active instance has no service role (pre-2018 instance)";
+    ConnectSlrMissing => "CONNECT_SLR_MISSING", Critical, IamRole,
+        "the instance's service role does not exist";
+    ConnectSlrNotServiceLinked => "CONNECT_SLR_NOT_SERVICE_LINKED", Critical, IamRole,
+        "the role is not at `/aws-service-role/connect.amazonaws.com/` or lacks the name prefix";
+    ConnectSlrTrustDrift => "CONNECT_SLR_TRUST_DRIFT", Critical, IamRole,
+        "trust policy does not admit exactly `connect.amazonaws.com` (`*`, another account, `NotPrincipal`, or Connect missing or denied)";
+    ConnectSlrPolicyDetached => "CONNECT_SLR_POLICY_DETACHED", High, IamRole,
+        "`AmazonConnectServiceLinkedRolePolicy` not attached";
+    ConnectSlrFeaturePermissionMissing => "CONNECT_SLR_FEATURE_PERMISSION_MISSING", High, DataStream,
+        "a configured Kinesis stream (`kinesis:PutRecord`, `PutRecords`) or Firehose (`firehose:PutRecord`, `PutRecordBatch`) is not allowed by the role's inline policies (an explicit Deny wins)";
+    ProfilesDomainAccessMissing => "PROFILES_DOMAIN_ACCESS_MISSING", High, ProfilesDomain,
+        "the instance's domain lacks the `amazon-connect-` prefix and no inline policy allows a `profile:` action on it";
+    ProfilesKmsGrantMissing => "PROFILES_KMS_GRANT_MISSING", High, KmsKey,
+        "the domain's customer managed key has no grant for the SLR";
+    ProfilesKmsGrantIncomplete => "PROFILES_KMS_GRANT_INCOMPLETE", High, KmsKey,
+        "grants exist but together lack a required operation (`REQUIRED_GRANT_OPERATIONS`)";
+    StorageKmsGrantMissing => "STORAGE_KMS_GRANT_MISSING", High, KmsKey,
+        "a storage config's customer managed key has no grant for the SLR";
+    KmsKeyUnusable => "KMS_KEY_UNUSABLE", Critical, KmsKey,
+        "a key the instance depends on is disabled, pending deletion or gone";
+    ProfilesCrossDomainExposure => "PROFILES_CROSS_DOMAIN_EXPOSURE", Medium, ProfilesDomain,
+        "an `amazon-connect-*` domain is reachable (through the managed policy) by instances it is not associated with; one finding per domain, the instances in `details.instances`";
+    CheckIncomplete => "CHECK_INCOMPLETE", Medium, Unread,
+        "a check could not finish (access denied, throttled after the SDK's retries, network, deadline): never a silent pass";
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 13] = [
-        RuleId::ConnectSlrNotConfigured,
-        RuleId::ConnectSlrMissing,
-        RuleId::ConnectSlrNotServiceLinked,
-        RuleId::ConnectSlrTrustDrift,
-        RuleId::ConnectSlrPolicyDetached,
-        RuleId::ConnectSlrFeaturePermissionMissing,
-        RuleId::ProfilesDomainAccessMissing,
-        RuleId::ProfilesKmsGrantMissing,
-        RuleId::ProfilesKmsGrantIncomplete,
-        RuleId::StorageKmsGrantMissing,
-        RuleId::KmsKeyUnusable,
-        RuleId::ProfilesCrossDomainExposure,
-        RuleId::CheckIncomplete,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            RuleId::ConnectSlrNotConfigured => "CONNECT_SLR_NOT_CONFIGURED",
-            RuleId::ConnectSlrMissing => "CONNECT_SLR_MISSING",
-            RuleId::ConnectSlrNotServiceLinked => "CONNECT_SLR_NOT_SERVICE_LINKED",
-            RuleId::ConnectSlrTrustDrift => "CONNECT_SLR_TRUST_DRIFT",
-            RuleId::ConnectSlrPolicyDetached => "CONNECT_SLR_POLICY_DETACHED",
-            RuleId::ConnectSlrFeaturePermissionMissing => "CONNECT_SLR_FEATURE_PERMISSION_MISSING",
-            RuleId::ProfilesDomainAccessMissing => "PROFILES_DOMAIN_ACCESS_MISSING",
-            RuleId::ProfilesKmsGrantMissing => "PROFILES_KMS_GRANT_MISSING",
-            RuleId::ProfilesKmsGrantIncomplete => "PROFILES_KMS_GRANT_INCOMPLETE",
-            RuleId::StorageKmsGrantMissing => "STORAGE_KMS_GRANT_MISSING",
-            RuleId::KmsKeyUnusable => "KMS_KEY_UNUSABLE",
-            RuleId::ProfilesCrossDomainExposure => "PROFILES_CROSS_DOMAIN_EXPOSURE",
-            RuleId::CheckIncomplete => "CHECK_INCOMPLETE",
-        }
+        self.spec().rule
     }
 
     pub fn severity(self) -> Severity {
-        match self {
-            RuleId::ConnectSlrMissing
-            | RuleId::ConnectSlrNotServiceLinked
-            | RuleId::ConnectSlrTrustDrift
-            | RuleId::KmsKeyUnusable => Severity::Critical,
-            RuleId::ProfilesCrossDomainExposure | RuleId::CheckIncomplete => Severity::Medium,
-            _ => Severity::High,
+        self.spec().severity
+    }
+
+    /// The catalogue as the README's markdown table.
+    pub fn markdown_table() -> String {
+        let mut table = String::from("| rule | severity | drift |\n|---|---|---|\n");
+        for rule in RuleId::ALL {
+            let spec = rule.spec();
+            table.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                spec.rule, spec.severity, spec.description
+            ));
         }
+        table
     }
 }
 
@@ -114,6 +156,9 @@ pub struct Finding {
     pub details: serde_json::Value,
     /// The exact command that fixes it.
     pub remediation: String,
+    /// Why a `CHECK_INCOMPLETE` could not verify; `None` for drift.
+    #[serde(skip)]
+    pub unverified: Option<Unverified>,
 }
 
 impl Finding {
@@ -126,6 +171,7 @@ impl Finding {
             summary: String::new(),
             details: serde_json::Value::Object(Default::default()),
             remediation: String::new(),
+            unverified: None,
         }
     }
 

@@ -2,15 +2,13 @@
 //! [`Guard::run`]; they differ only in how they get the scope and show the
 //! report.
 
-use std::time::Duration;
-
-use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::alert::{self, Alert, PassContext, PublishError};
+use crate::alert::{self, PassContext, PublishError};
+use crate::aws::{Aws, Pace, Source};
 use crate::config::{CONNECT_API_BURST, Settings};
-use crate::finding::{Finding, RuleId};
-use crate::inventory::{self, Aws, Options, Pace};
+use crate::inventory::{self, Options};
+use crate::report::PassReport;
 use crate::rules;
 use crate::trigger::{Scope, Trigger};
 
@@ -26,26 +24,6 @@ pub enum Delivery {
     ReportOnly,
 }
 
-/// What a pass did: the Lambda's response and the CLI's report.
-#[derive(Debug, Serialize)]
-pub struct PassReport {
-    pub scope: Scope,
-    pub context: PassContext,
-    pub instances_checked: usize,
-    pub findings: Vec<Finding>,
-    pub alerts_published: usize,
-    pub checks_incomplete: usize,
-}
-
-impl PassReport {
-    pub fn alerts(&self) -> Vec<Alert<'_>> {
-        self.findings
-            .iter()
-            .map(|f| Alert::open(f, &self.context))
-            .collect()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     #[error(transparent)]
@@ -56,42 +34,30 @@ pub enum GuardError {
     NoRegion,
 }
 
-/// Timeouts so that no read can outlive a Lambda invocation; retries stay
-/// the SDK's standard ones.
-fn timeouts() -> aws_config::timeout::TimeoutConfig {
-    aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .operation_timeout(Duration::from_secs(30))
-        .build()
+/// What the Lambda runtime reports for a failed invocation: one
+/// `error_type` per kind of failure, for metric filters and alarms.
+impl From<GuardError> for lambda_runtime::Diagnostic {
+    fn from(err: GuardError) -> Self {
+        let error_type = match err {
+            GuardError::Publish(_) => "AlertDeliveryFailed",
+            GuardError::NoTopic => "NoAlertTopic",
+            GuardError::NoRegion => "NoRegion",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: err.to_string(),
+        }
+    }
 }
 
 impl Guard {
     /// Builds the clients once from the standard AWS settings (credentials,
     /// `AWS_REGION`, `AWS_ENDPOINT_URL*`), optionally overridden by a
     /// profile or Region name.
-    pub async fn from_environment(
-        settings: Settings,
-        region: Option<String>,
-        profile: Option<String>,
-    ) -> Result<Guard, GuardError> {
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts());
-        if let Some(profile) = profile {
-            loader = loader.profile_name(profile);
-        }
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let config = loader.load().await;
-        if config.region().is_none() {
-            return Err(GuardError::NoRegion);
-        }
+    pub async fn from_environment(settings: Settings, source: Source) -> Result<Guard, GuardError> {
         let pace = Pace::new(settings.connect_api_rps, CONNECT_API_BURST);
-        Ok(Guard {
-            aws: Aws::new(&config, pace),
-            settings,
-        })
+        let aws = Aws::load(source, pace).await.ok_or(GuardError::NoRegion)?;
+        Ok(Guard { aws, settings })
     }
 
     pub async fn run(
@@ -119,10 +85,6 @@ impl Guard {
             scope,
             context,
             instances_checked: snapshot.instances.iter().filter(|i| i.checked).count(),
-            checks_incomplete: findings
-                .iter()
-                .filter(|f| f.rule == RuleId::CheckIncomplete)
-                .count(),
             findings,
             alerts_published: 0,
         };
@@ -130,7 +92,7 @@ impl Guard {
             scope = ?report.scope,
             instances_checked = report.instances_checked,
             findings = report.findings.len(),
-            checks_incomplete = report.checks_incomplete,
+            checks_incomplete = report.checks_incomplete(),
             "pass evaluated"
         );
         if delivery == Delivery::Publish && !report.findings.is_empty() {

@@ -8,15 +8,23 @@
 //! - [`rules`]: snapshot -> [`finding::Finding`]s (pure, no IO, no clock).
 //! - [`alert`]: findings -> SNS messages in the `connect-slr-guard/alert/v1` format.
 //!
-//! [`guard`] runs one pass end to end; [`config`] holds the typed settings.
-//! The two binaries in `src/bin/` only parse their input and call [`guard`].
+//! Beside them: [`model`] is the snapshot's plain data (shared by every
+//! step), [`finding`] the rule catalogue, [`policy`] IAM policy questions,
+//! [`aws`] the clients and how their errors are judged, [`config`] the typed
+//! settings. [`guard`] runs one pass end to end and [`report`] shows what it
+//! did. The two binaries in `src/bin/` only parse their input and call
+//! [`guard`].
+//!
+//! Imports point one way: trigger -> inventory -> rules -> alert.
 
 pub mod alert;
+pub mod aws;
 pub mod config;
 pub mod finding;
 pub mod guard;
 pub mod inventory;
 pub mod model;
 pub mod policy;
+pub mod report;
 pub mod rules;
 pub mod trigger;

@@ -2,8 +2,16 @@
 //! rules judge. No SDK types, so a snapshot can be saved and re-evaluated.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// Where IAM keeps every Amazon Connect service-linked role.
+pub const SLR_PATH: &str = "/aws-service-role/connect.amazonaws.com/";
+/// The name every Amazon Connect service-linked role starts with.
+pub const SLR_NAME_PREFIX: &str = "AWSServiceRoleForAmazonConnect";
+/// The Customer Profiles domains the managed SLR policy reaches.
+pub const PROFILES_MANAGED_PREFIX: &str = "amazon-connect-";
 
 /// What a read found: the thing, its confirmed absence, or why it could not
 /// be read. `Unverified` must never be treated as healthy.
@@ -12,7 +20,31 @@ use serde::{Deserialize, Serialize};
 pub enum Observed<T> {
     Found(T),
     Absent,
-    Unverified(String),
+    Unverified(Unverified),
+}
+
+/// Why a read is `Unverified`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unverified {
+    /// The pass reached its deadline before this read finished.
+    Deadline,
+    /// The pass had no reason to read it (e.g. an instance that is not `ACTIVE`).
+    NotRead,
+    /// The read failed: access denied, throttled after retries, network.
+    Failed(String),
+}
+
+impl fmt::Display for Unverified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unverified::Deadline => {
+                "the pass reached its deadline before reading this; the next pass retries it"
+            }
+            Unverified::NotRead => "not read",
+            Unverified::Failed(reason) => reason,
+        })
+    }
 }
 
 impl<T> Observed<T> {
@@ -39,17 +71,13 @@ impl<T> Observed<T> {
         }
     }
 
-    pub fn unverified_reason(&self) -> Option<&str> {
+    pub fn unverified(&self) -> Option<&Unverified> {
         match self {
             Observed::Unverified(reason) => Some(reason),
             _ => None,
         }
     }
 }
-
-/// Why a read that the pass's deadline cut off is `Unverified`.
-pub const DEADLINE_REASON: &str =
-    "the pass reached its deadline before reading this; the next pass retries it";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -74,12 +102,13 @@ impl Default for Observed<Vec<String>> {
     }
 }
 
+/// A check that could not finish: what, of which instance, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incomplete {
     pub instance_arn: Option<String>,
     pub resource_arn: String,
     pub what: String,
-    pub reason: String,
+    pub reason: Unverified,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +116,7 @@ pub struct Instance {
     pub id: String,
     pub arn: String,
     pub alias: Option<String>,
-    pub status: String,
+    pub status: InstanceStatus,
     pub service_role: Option<String>,
     /// True when the pass verifies this instance; false when it is only
     /// context (e.g. for cross-domain exposure).
@@ -99,12 +128,23 @@ pub struct Instance {
 
 impl Instance {
     pub fn is_active(&self) -> bool {
-        self.status == "ACTIVE"
+        self.status == InstanceStatus::Active
     }
 
     pub fn label(&self) -> &str {
         self.alias.as_deref().unwrap_or(&self.id)
     }
+}
+
+/// `DescribeInstance`'s `InstanceStatus`; only `ACTIVE` instances are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InstanceStatus {
+    CreationInProgress,
+    Active,
+    CreationFailed,
+    /// A status this build does not know, or none.
+    Unknown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,7 +184,7 @@ pub struct Domain {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Key {
     pub arn: String,
-    pub state: String,
+    pub state: KeyState,
     pub customer_managed: bool,
     /// Read only for enabled customer managed keys that a checked instance uses.
     pub grants: Option<Observed<Vec<Grant>>>,
@@ -152,8 +192,65 @@ pub struct Key {
 
 impl Key {
     pub fn is_usable(&self) -> bool {
-        self.state == "Enabled"
+        self.state == KeyState::Enabled
     }
+}
+
+/// `DescribeKey`'s `KeyState`, spelt as KMS spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyState {
+    Creating,
+    Enabled,
+    Disabled,
+    PendingDeletion,
+    PendingImport,
+    PendingReplicaDeletion,
+    Unavailable,
+    Updating,
+    /// A state this build does not know, or none.
+    Unknown,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Creating => "Creating",
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+            KeyState::PendingImport => "PendingImport",
+            KeyState::PendingReplicaDeletion => "PendingReplicaDeletion",
+            KeyState::Unavailable => "Unavailable",
+            KeyState::Updating => "Updating",
+            KeyState::Unknown => "Unknown",
+        }
+    }
+}
+
+/// Why an instance depends on a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse<'a> {
+    Domain(&'a str),
+    Storage(&'a str),
+}
+
+/// Every (key reference, use) of an instance, domain first.
+pub fn key_uses<'a>(snapshot: &'a Snapshot, instance: &'a Instance) -> Vec<(&'a str, KeyUse<'a>)> {
+    let mut uses = Vec::new();
+    if let Observed::Found(Some(name)) = &instance.domain
+        && let Some(Observed::Found(domain)) = snapshot.domains.get(name)
+        && let Some(key) = &domain.encryption_key
+    {
+        uses.push((key.as_str(), KeyUse::Domain(name)));
+    }
+    if let Observed::Found(configs) = &instance.storage {
+        for config in configs {
+            if let Some(key) = &config.kms_key {
+                uses.push((key.as_str(), KeyUse::Storage(&config.resource_type)));
+            }
+        }
+    }
+    uses
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +258,11 @@ pub struct Grant {
     pub id: String,
     pub grantee: String,
     pub operations: Vec<String>,
+}
+
+/// The role name from a role ARN (the part after the last `/`).
+pub fn role_name(role_arn: &str) -> &str {
+    role_arn.rsplit('/').next().unwrap_or(role_arn)
 }
 
 /// The account field of an ARN (`arn:partition:service:region:account:...`).

@@ -7,12 +7,12 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::model::SLR_NAME_PREFIX;
+
 /// EventBridge refuses events over 256 KiB; anything bigger is not one.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 /// Longest event-supplied text carried into alerts and logs.
 pub const MAX_TEXT_CHARS: usize = 256;
-
-const SLR_NAME_PREFIX: &str = "AWSServiceRoleForAmazonConnect";
 
 /// What one pass re-verifies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,21 +31,44 @@ pub enum Scope {
 }
 
 /// Who or what started the pass, as carried into alerts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trigger {
-    /// `event`, `schedule` or `audit`.
-    pub kind: String,
+    pub kind: TriggerKind,
     pub event_name: Option<String>,
     pub actor: Option<String>,
     pub event_time: Option<String>,
     pub event_id: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    /// An EventBridge event about a change.
+    Event,
+    /// The scheduled sweep.
+    Schedule,
+    /// A sweep from the CLI.
+    Audit,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Event => "event",
+            TriggerKind::Schedule => "schedule",
+            TriggerKind::Audit => "audit",
+        }
+    }
+}
+
 impl Trigger {
     pub fn audit() -> Self {
         Trigger {
-            kind: "audit".to_owned(),
-            ..Trigger::default()
+            kind: TriggerKind::Audit,
+            event_name: None,
+            actor: None,
+            event_time: None,
+            event_id: None,
         }
     }
 }
@@ -84,9 +107,9 @@ pub fn parse(value: Value) -> Result<Parsed, TriggerError> {
         serde_json::from_value(value).map_err(|e| TriggerError::NotAnEvent(e.to_string()))?;
     let trigger = trigger_of(&event);
     match (event.source.as_str(), event.detail_type.as_str()) {
-        ("aws.events", "Scheduled Event") => Ok(check(Scope::Everything, trigger)),
-        (source, "AWS API Call via CloudTrail") => cloudtrail(source, &event.detail, trigger),
-        ("aws.kms", "KMS CMK Deletion" | "KMS Imported Key Material Expiration") => {
+        ("aws.events", SCHEDULE_DETAIL_TYPE) => Ok(check(Scope::Everything, trigger)),
+        (source, CLOUDTRAIL_DETAIL_TYPE) => cloudtrail(source, &event.detail, trigger),
+        ("aws.kms", detail_type) if KMS_NATIVE_DETAIL_TYPES.contains(&detail_type) => {
             native_kms(&event, trigger)
         }
         (source, detail_type) => Ok(ignore(
@@ -107,9 +130,12 @@ fn ignore(reason: String, trigger: Trigger) -> Parsed {
 fn trigger_of(event: &EventBridgeEvent<Value>) -> Trigger {
     let detail = &event.detail;
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(cap);
-    let is_schedule = event.detail_type == "Scheduled Event";
+    let kind = match event.detail_type.as_str() {
+        SCHEDULE_DETAIL_TYPE => TriggerKind::Schedule,
+        _ => TriggerKind::Event,
+    };
     Trigger {
-        kind: if is_schedule { "schedule" } else { "event" }.to_owned(),
+        kind,
         event_name: text(detail.get("eventName")).or_else(|| Some(cap(&event.detail_type))),
         actor: text(detail.pointer("/userIdentity/arn"))
             .or_else(|| text(detail.pointer("/userIdentity/invokedBy")))
@@ -141,8 +167,17 @@ fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, 
             trigger,
         ));
     }
-    let scope = match (source, event_name) {
-        ("aws.iam", name) if IAM_EVENTS.contains(&name) => match connect_role(&call)? {
+    let Some(service) = Service::ALL
+        .into_iter()
+        .find(|s| s.source() == source && s.event_names().contains(&event_name))
+    else {
+        return Ok(ignore(
+            format!("not a trigger: {} from {}", call.name, cap(source)),
+            trigger,
+        ));
+    };
+    let scope = match service {
+        Service::Iam => match connect_role(&call)? {
             Some(role) => Scope::Role(role),
             None => {
                 return Ok(ignore(
@@ -151,64 +186,142 @@ fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, 
                 ));
             }
         },
-        ("aws.connect", name) if CONNECT_EVENTS.contains(&name) => {
-            call.instance_id().map(Scope::Instance)?
-        }
-        ("aws.profile", name) if PROFILES_EVENTS.contains(&name) => call
+        Service::Connect => call.instance_id().map(Scope::Instance)?,
+        Service::Profiles => call
             .identifier("DomainName", &["/requestParameters"], is_domain_name)
             .map(Scope::Domain)?,
-        ("aws.kms", name) if KMS_EVENTS.contains(&name) => {
-            call.key()?.map(Scope::Key).unwrap_or(Scope::Everything)
-        }
-        _ => {
-            return Ok(ignore(
-                format!("not a trigger: {} from {}", call.name, cap(source)),
-                trigger,
-            ));
-        }
+        Service::Kms => call.key()?.map(Scope::Key).unwrap_or(Scope::Everything),
     };
     Ok(check(scope, trigger))
 }
 
-const IAM_EVENTS: &[&str] = &[
-    "DeleteServiceLinkedRole",
-    "DeleteRole",
-    "CreateServiceLinkedRole",
-    "PutRolePolicy",
-    "DeleteRolePolicy",
-    "AttachRolePolicy",
-    "DetachRolePolicy",
-    "UpdateAssumeRolePolicy",
-];
-const CONNECT_EVENTS: &[&str] = &[
-    "CreateInstance",
-    "DeleteInstance",
-    "UpdateInstanceAttribute",
-    "AssociateInstanceStorageConfig",
-    "UpdateInstanceStorageConfig",
-    "DisassociateInstanceStorageConfig",
-    "AssociateBot",
-    "DisassociateBot",
-    "AssociateLexBot",
-    "DisassociateLexBot",
-];
-const PROFILES_EVENTS: &[&str] = &[
-    "CreateDomain",
-    "UpdateDomain",
-    "DeleteDomain",
-    "PutIntegration",
-    "DeleteIntegration",
-];
-const KMS_EVENTS: &[&str] = &[
-    "CreateGrant",
-    "RevokeGrant",
-    "RetireGrant",
-    "DisableKey",
-    "EnableKey",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "PutKeyPolicy",
-];
+const SCHEDULE_DETAIL_TYPE: &str = "Scheduled Event";
+const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+const KMS_NATIVE_DETAIL_TYPES: &[&str] =
+    &["KMS CMK Deletion", "KMS Imported Key Material Expiration"];
+
+/// The services whose CloudTrail calls trigger a pass: the one table of
+/// event names (the template's EventBridge patterns are tested against it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Iam,
+    Connect,
+    Profiles,
+    Kms,
+}
+
+impl Service {
+    const ALL: [Service; 4] = [
+        Service::Iam,
+        Service::Connect,
+        Service::Profiles,
+        Service::Kms,
+    ];
+
+    fn source(self) -> &'static str {
+        match self {
+            Service::Iam => "aws.iam",
+            Service::Connect => "aws.connect",
+            Service::Profiles => "aws.profile",
+            Service::Kms => "aws.kms",
+        }
+    }
+
+    /// What the scope of a pass names for this service's calls.
+    fn scope_kind(self) -> &'static str {
+        match self {
+            Service::Iam => "role",
+            Service::Connect => "instance",
+            Service::Profiles => "domain",
+            Service::Kms => "key",
+        }
+    }
+
+    fn event_names(self) -> &'static [&'static str] {
+        match self {
+            Service::Iam => &[
+                "DeleteServiceLinkedRole",
+                "DeleteRole",
+                "CreateServiceLinkedRole",
+                "PutRolePolicy",
+                "DeleteRolePolicy",
+                "AttachRolePolicy",
+                "DetachRolePolicy",
+                "UpdateAssumeRolePolicy",
+            ],
+            Service::Connect => &[
+                "CreateInstance",
+                "DeleteInstance",
+                "UpdateInstanceAttribute",
+                "AssociateInstanceStorageConfig",
+                "UpdateInstanceStorageConfig",
+                "DisassociateInstanceStorageConfig",
+                "AssociateBot",
+                "DisassociateBot",
+                "AssociateLexBot",
+                "DisassociateLexBot",
+            ],
+            Service::Profiles => &[
+                "CreateDomain",
+                "UpdateDomain",
+                "DeleteDomain",
+                "PutIntegration",
+                "DeleteIntegration",
+            ],
+            Service::Kms => &[
+                "CreateGrant",
+                "RevokeGrant",
+                "RetireGrant",
+                "DisableKey",
+                "EnableKey",
+                "ScheduleKeyDeletion",
+                "CancelKeyDeletion",
+                "PutKeyPolicy",
+            ],
+        }
+    }
+}
+
+/// One kind of event that triggers a pass, as `connect-slr-guard triggers` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TriggerSpec {
+    pub source: &'static str,
+    pub detail_type: &'static str,
+    /// The CloudTrail `eventName`; `None` for other detail types.
+    pub event_name: Option<&'static str>,
+    /// What the pass re-verifies: `everything`, `instance`, `role`, `domain` or `key`.
+    pub scope: &'static str,
+}
+
+/// Every event the parser turns into a pass.
+pub fn catalogue() -> Vec<TriggerSpec> {
+    let schedule = TriggerSpec {
+        source: "aws.events",
+        detail_type: SCHEDULE_DETAIL_TYPE,
+        event_name: None,
+        scope: "everything",
+    };
+    let cloudtrail = Service::ALL.into_iter().flat_map(|service| {
+        service.event_names().iter().map(move |name| TriggerSpec {
+            source: service.source(),
+            detail_type: CLOUDTRAIL_DETAIL_TYPE,
+            event_name: Some(name),
+            scope: service.scope_kind(),
+        })
+    });
+    let native = KMS_NATIVE_DETAIL_TYPES
+        .iter()
+        .map(|detail_type| TriggerSpec {
+            source: "aws.kms",
+            detail_type,
+            event_name: None,
+            scope: "key",
+        });
+    std::iter::once(schedule)
+        .chain(cloudtrail)
+        .chain(native)
+        .collect()
+}
 
 /// The Connect service-linked role an IAM call is about; `None` when it is
 /// about any other role or service.

@@ -8,8 +8,8 @@ use futures_util::{StreamExt, stream};
 
 use super::PassContext;
 use super::render::{Alert, sns_message, subject};
+use crate::aws::ReadError;
 use crate::finding::Finding;
-use crate::inventory::ReadError;
 
 const PUBLISH_CONCURRENCY: usize = 8;
 

@@ -103,7 +103,7 @@ pub fn text(alert: &Alert) -> String {
 }
 
 fn describe_trigger(trigger: &Trigger) -> String {
-    let mut parts = vec![trigger.kind.clone()];
+    let mut parts = vec![trigger.kind.as_str().to_owned()];
     if let Some(name) = &trigger.event_name {
         parts.push(name.clone());
     }

@@ -3,12 +3,15 @@
 
 use std::time::{Duration, SystemTime};
 
+use connect_slr_guard::aws::Source;
 use connect_slr_guard::config::Settings;
 use connect_slr_guard::guard::{Delivery, Guard};
 use connect_slr_guard::inventory::Options;
+use connect_slr_guard::report::PassReport;
 use connect_slr_guard::trigger::{self, Parsed};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -21,11 +24,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let settings = Settings::from_env()?;
     settings.require_topic()?;
-    let guard = Guard::from_environment(settings, None, None).await?;
+    let guard = Guard::from_environment(settings, Source::default()).await?;
     lambda_runtime::run(service_fn(|event| handle(&guard, event))).await
 }
 
-async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+/// The invocation's response: the pass's report, or why the event was
+/// acknowledged without a pass.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Response {
+    Pass(Box<PassReport>),
+    Ignored { ignored: String },
+}
+
+async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Response, Diagnostic> {
     let (payload, context) = event.into_parts();
     let account = payload
         .get("account")
@@ -35,11 +47,13 @@ async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Value, Diagn
         Ok(Parsed::Check { scope, trigger }) => (scope, trigger),
         Ok(Parsed::Ignore { reason, .. }) => {
             info!(%reason, "event ignored");
-            return Ok(json!({ "ignored": reason }));
+            return Ok(Response::Ignored { ignored: reason });
         }
         Err(err) => {
             warn!(error = %err, "event rejected");
-            return Ok(json!({ "ignored": err.to_string() }));
+            return Ok(Response::Ignored {
+                ignored: err.to_string(),
+            });
         }
     };
     let opts = Options {
@@ -48,23 +62,8 @@ async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Value, Diagn
         account,
         ..Options::default()
     };
-    let report = guard
-        .run(scope, trigger, &opts, Delivery::Publish)
-        .await
-        .map_err(|err| Diagnostic {
-            error_type: "AlertDeliveryFailed".to_owned(),
-            error_message: err.to_string(),
-        })?;
-    Ok(json!({
-        "scope": report.scope,
-        "instances_checked": report.instances_checked,
-        "findings": report.alerts().iter().map(|a| json!({
-            "rule": a.rule, "severity": a.severity, "instance_arn": a.instance_arn,
-            "resource_arn": a.resource_arn, "fingerprint": a.fingerprint,
-        })).collect::<Vec<_>>(),
-        "alerts_published": report.alerts_published,
-        "checks_incomplete": report.checks_incomplete,
-    }))
+    let report = guard.run(scope, trigger, &opts, Delivery::Publish).await?;
+    Ok(Response::Pass(Box::new(report)))
 }
 
 fn hours_since_epoch() -> u64 {

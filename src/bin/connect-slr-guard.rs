@@ -5,12 +5,14 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use connect_slr_guard::aws::Source;
 use connect_slr_guard::config::{RawSettings, Settings};
-use connect_slr_guard::guard::{Delivery, Guard, PassReport};
+use connect_slr_guard::finding::RuleId;
+use connect_slr_guard::guard::{Delivery, Guard};
 use connect_slr_guard::inventory::{Options, Progress};
+use connect_slr_guard::report::Format;
 use connect_slr_guard::trigger::{self, Parsed, Scope, Trigger};
-use serde_json::json;
 
 #[derive(Parser)]
 #[command(
@@ -61,16 +63,10 @@ enum Command {
         /// The event JSON file.
         file: PathBuf,
     },
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// A table of findings, each with its fix.
-    Table,
-    /// The alert documents (connect-slr-guard/alert/v1).
-    Json,
-    /// Each alert as the text on-call receives by email.
-    Text,
+    /// The rule catalogue: id, severity, the resource each rule names, the drift.
+    Rules,
+    /// The events that trigger a pass, and what each re-verifies.
+    Triggers,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -110,16 +106,27 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     })
     .map_err(|e| e.to_string())?;
     let (scope, trigger, account) = match &cli.command {
+        Command::Rules => {
+            return print_catalogue(RuleId::markdown_table(), rule_specs(), cli.format);
+        }
+        Command::Triggers => {
+            let triggers = trigger::catalogue();
+            return print_catalogue(triggers_table(&triggers), triggers, cli.format);
+        }
         Command::Audit => (Scope::Everything, Trigger::audit(), None),
         Command::CheckEvent { file } => match read_event(file)? {
             (Parsed::Check { scope, trigger }, account) => (scope, trigger, account),
             (Parsed::Ignore { reason, .. }, _) => {
-                println!("ignored: {reason}");
+                write_stdout(&format!("ignored: {reason}\n"))?;
                 return Ok(ExitCode::SUCCESS);
             }
         },
     };
-    let guard = Guard::from_environment(settings, cli.region, cli.profile)
+    let source = Source {
+        region: cli.region,
+        profile: cli.profile,
+    };
+    let guard = Guard::from_environment(settings, source)
         .await
         .map_err(|e| e.to_string())?;
     let delivery = if cli.publish {
@@ -127,36 +134,67 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     } else {
         Delivery::ReportOnly
     };
+    let opts = Options {
+        account,
+        progress: std::io::stderr().is_terminal().then(progress_on_stderr),
+        ..Options::default()
+    };
     let report = guard
-        .run(
-            scope,
-            trigger,
-            &Options {
-                account,
-                progress: std::io::stderr().is_terminal().then(progress_on_stderr),
-                ..Options::default()
-            },
-            delivery,
-        )
+        .run(scope, trigger, &opts, delivery)
         .await
         .map_err(|e| e.to_string())?;
-    match cli.format {
-        Format::Table => print!("{}", table(&report)),
-        Format::Json => println!("{}", to_json(&report)),
-        Format::Text => {
-            let texts: Vec<String> = report
-                .alerts()
-                .iter()
-                .map(connect_slr_guard::alert::text)
-                .collect();
-            print!("{}", texts.join("\n---\n\n"));
-        }
-    }
+    write_stdout(&report.render(cli.format))?;
     Ok(if report.findings.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn rule_specs() -> Vec<connect_slr_guard::finding::RuleSpec> {
+    RuleId::ALL.iter().map(|r| r.spec()).collect()
+}
+
+fn triggers_table(triggers: &[trigger::TriggerSpec]) -> String {
+    let mut table =
+        String::from("| source | detail-type | eventName | re-verifies |\n|---|---|---|---|\n");
+    for t in triggers {
+        table.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            t.source,
+            t.detail_type,
+            t.event_name.unwrap_or("-"),
+            t.scope
+        ));
+    }
+    table
+}
+
+/// A catalogue as a markdown table, or as JSON for tools.
+fn print_catalogue(
+    table: String,
+    rows: Vec<impl serde::Serialize>,
+    format: Format,
+) -> Result<ExitCode, String> {
+    match format {
+        Format::Json => {
+            let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+            write_stdout(&format!("{json}\n"))?;
+        }
+        Format::Table | Format::Text => write_stdout(&table)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to stdout: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// "instances 12/40" on one stderr line, for people watching a long sweep.
@@ -176,82 +214,4 @@ fn read_event(file: &PathBuf) -> Result<(Parsed, Option<String>), String> {
         .ok()
         .and_then(|v| v.get("account")?.as_str().map(trigger::cap));
     Ok((parsed, account))
-}
-
-fn to_json(report: &PassReport) -> String {
-    let doc = json!({
-        "scope": report.scope,
-        "account": report.context.account,
-        "region": report.context.region,
-        "instances_checked": report.instances_checked,
-        "checks_incomplete": report.checks_incomplete,
-        "alerts_published": report.alerts_published,
-        "findings": report.alerts(),
-    });
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
-}
-
-fn table(report: &PassReport) -> String {
-    let mut out = format!(
-        "account {} · region {} · instances checked: {} · findings: {} (incomplete: {}) · alerts published: {}\n",
-        report.context.account,
-        report.context.region,
-        report.instances_checked,
-        report.findings.len(),
-        report.checks_incomplete,
-        report.alerts_published,
-    );
-    if report.findings.is_empty() {
-        out.push_str("no drift found\n");
-        return out;
-    }
-    let rows: Vec<[String; 4]> = report
-        .findings
-        .iter()
-        .map(|f| {
-            [
-                f.severity.to_string(),
-                f.rule.to_string(),
-                f.instance_arn
-                    .as_deref()
-                    .and_then(|a| a.rsplit('/').next())
-                    .unwrap_or("-")
-                    .to_owned(),
-                f.resource_arn.clone(),
-            ]
-        })
-        .collect();
-    let headers = ["SEVERITY", "RULE", "INSTANCE", "RESOURCE"];
-    let widths: Vec<usize> = (0..4)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].len())
-                .chain([headers[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: [&str; 4]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        format!("\n{}", padded.join("  ").trim_end())
-    };
-    out.push_str(&line(headers));
-    for row in &rows {
-        out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
-    }
-    out.push_str("\n\n");
-    for (n, f) in report.findings.iter().enumerate() {
-        out.push_str(&format!(
-            "{}. {} {}\n   fix: {}\n",
-            n + 1,
-            f.rule,
-            f.summary,
-            f.remediation
-        ));
-    }
-    out
 }

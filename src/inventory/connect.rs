@@ -1,14 +1,16 @@
 //! Amazon Connect reads: instances and their storage configs. Every call is
 //! paced to the account's Connect quota.
 
-use aws_sdk_connect::types::{InstanceStorageConfig, InstanceStorageResourceType, InstanceSummary};
+use aws_sdk_connect::types::{
+    InstanceStatus as SdkInstanceStatus, InstanceStorageConfig, InstanceStorageResourceType,
+    InstanceSummary,
+};
 
-use super::read::ReadError;
-use super::{Aws, Observed};
-use crate::model::{Instance, StorageConfig};
+use crate::aws::{Aws, ReadError};
+use crate::model::{Instance, InstanceStatus, Observed, StorageConfig, Unverified};
 
 /// The storage types that give the SLR work (AWS-FACTS: Connect storage).
-pub const STORAGE_TYPES: [InstanceStorageResourceType; 10] = [
+const STORAGE_TYPES: [InstanceStorageResourceType; 10] = [
     InstanceStorageResourceType::ContactTraceRecords,
     InstanceStorageResourceType::AgentEvents,
     InstanceStorageResourceType::CallRecordings,
@@ -54,41 +56,60 @@ pub async fn describe_instance(aws: &Aws, instance_id: &str) -> Result<Instance,
         .send()
         .await?;
     let found = output.instance().ok_or(ReadError::NotFound)?;
-    Ok(new_instance(
-        found.id(),
-        found.arn(),
-        found.instance_alias(),
-        found.instance_status().map(|s| s.as_str()),
-        found.service_role(),
-    ))
+    Ok(Listed {
+        id: found.id(),
+        arn: found.arn(),
+        alias: found.instance_alias(),
+        status: found.instance_status(),
+        service_role: found.service_role(),
+    }
+    .into_instance())
 }
 
 fn from_summary(summary: &InstanceSummary) -> Instance {
-    new_instance(
-        summary.id(),
-        summary.arn(),
-        summary.instance_alias(),
-        summary.instance_status().map(|s| s.as_str()),
-        summary.service_role(),
-    )
+    Listed {
+        id: summary.id(),
+        arn: summary.arn(),
+        alias: summary.instance_alias(),
+        status: summary.instance_status(),
+        service_role: summary.service_role(),
+    }
+    .into_instance()
 }
 
-fn new_instance(
-    id: Option<&str>,
-    arn: Option<&str>,
-    alias: Option<&str>,
-    status: Option<&str>,
-    service_role: Option<&str>,
-) -> Instance {
-    Instance {
-        id: id.unwrap_or_default().to_owned(),
-        arn: arn.unwrap_or_default().to_owned(),
-        alias: alias.map(str::to_owned),
-        status: status.unwrap_or("UNKNOWN").to_owned(),
-        service_role: service_role.filter(|r| !r.is_empty()).map(str::to_owned),
-        checked: false,
-        storage: Observed::Unverified("not read".to_owned()),
-        domain: Observed::Unverified("not read".to_owned()),
+/// The fields `DescribeInstance` and `ListInstances` share.
+struct Listed<'a> {
+    id: Option<&'a str>,
+    arn: Option<&'a str>,
+    alias: Option<&'a str>,
+    status: Option<&'a SdkInstanceStatus>,
+    service_role: Option<&'a str>,
+}
+
+impl Listed<'_> {
+    fn into_instance(self) -> Instance {
+        Instance {
+            id: self.id.unwrap_or_default().to_owned(),
+            arn: self.arn.unwrap_or_default().to_owned(),
+            alias: self.alias.map(str::to_owned),
+            status: self.status.map_or(InstanceStatus::Unknown, status),
+            service_role: self
+                .service_role
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
+            checked: false,
+            storage: Observed::Unverified(Unverified::NotRead),
+            domain: Observed::Unverified(Unverified::NotRead),
+        }
+    }
+}
+
+fn status(status: &SdkInstanceStatus) -> InstanceStatus {
+    match status {
+        SdkInstanceStatus::Active => InstanceStatus::Active,
+        SdkInstanceStatus::CreationInProgress => InstanceStatus::CreationInProgress,
+        SdkInstanceStatus::CreationFailed => InstanceStatus::CreationFailed,
+        _ => InstanceStatus::Unknown,
     }
 }
 

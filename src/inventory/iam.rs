@@ -2,8 +2,7 @@
 
 use futures_util::future::try_join;
 
-use super::Aws;
-use super::read::ReadError;
+use crate::aws::{Aws, ReadError};
 use crate::model::{InlinePolicy, Role};
 use crate::policy::decode_document;
 

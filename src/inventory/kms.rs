@@ -1,10 +1,9 @@
 //! KMS reads: key state and owner, and the grants on a key.
 
-use aws_sdk_kms::types::KeyManagerType;
+use aws_sdk_kms::types::{KeyManagerType, KeyState as SdkKeyState};
 
-use super::Aws;
-use super::read::ReadError;
-use crate::model::{Grant, Key};
+use crate::aws::{Aws, ReadError};
+use crate::model::{Grant, Key, KeyState};
 
 #[tracing::instrument(skip(aws))]
 pub async fn describe_key(aws: &Aws, key: &str) -> Result<Key, ReadError> {
@@ -12,13 +11,24 @@ pub async fn describe_key(aws: &Aws, key: &str) -> Result<Key, ReadError> {
     let metadata = output.key_metadata().ok_or(ReadError::NotFound)?;
     Ok(Key {
         arn: metadata.arn().unwrap_or(key).to_owned(),
-        state: metadata
-            .key_state()
-            .map_or("Unknown", |s| s.as_str())
-            .to_owned(),
+        state: metadata.key_state().map_or(KeyState::Unknown, key_state),
         customer_managed: metadata.key_manager() == Some(&KeyManagerType::Customer),
         grants: None,
     })
+}
+
+fn key_state(state: &SdkKeyState) -> KeyState {
+    match state {
+        SdkKeyState::Creating => KeyState::Creating,
+        SdkKeyState::Enabled => KeyState::Enabled,
+        SdkKeyState::Disabled => KeyState::Disabled,
+        SdkKeyState::PendingDeletion => KeyState::PendingDeletion,
+        SdkKeyState::PendingImport => KeyState::PendingImport,
+        SdkKeyState::PendingReplicaDeletion => KeyState::PendingReplicaDeletion,
+        SdkKeyState::Unavailable => KeyState::Unavailable,
+        SdkKeyState::Updating => KeyState::Updating,
+        _ => KeyState::Unknown,
+    }
 }
 
 #[tracing::instrument(skip(aws))]

@@ -2,8 +2,7 @@
 //! encryption key, and the account's domains. These operations have no SDK
 //! paginator, so the loops follow `NextToken` themselves.
 
-use super::Aws;
-use super::read::ReadError;
+use crate::aws::{Aws, ReadError};
 use crate::model::Domain;
 
 /// The domain whose integration `Uri` is the instance ARN, if any.

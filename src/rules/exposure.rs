@@ -5,9 +5,9 @@
 use serde_json::json;
 
 use super::remedy::sh;
-use super::role::{PROFILES_MANAGED_PREFIX, managed_policy_arn_attached};
+use super::role::managed_policy_arn_attached;
 use crate::finding::{Finding, RuleId};
-use crate::model::{Instance, Observed, Snapshot, profiles_domain_arn};
+use crate::model::{Instance, Observed, PROFILES_MANAGED_PREFIX, Snapshot, profiles_domain_arn};
 
 pub fn cross_domain(snapshot: &Snapshot) -> Vec<Finding> {
     let Observed::Found(domains) = &snapshot.connect_domains else {

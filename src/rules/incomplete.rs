@@ -3,24 +3,38 @@
 use serde_json::json;
 
 use crate::finding::{Finding, RuleId};
-use crate::model::{DEADLINE_REASON, Incomplete, Instance, Observed, Snapshot};
+use crate::model::{Incomplete, Instance, Observed, Snapshot, Unverified};
 
-pub fn finding(instance_arn: Option<&str>, resource: &str, what: &str, reason: &str) -> Finding {
-    Finding::new(RuleId::CheckIncomplete, instance_arn, resource)
-        .summary(format!("Could not verify {what} {resource}: {reason}"))
-        .details(json!({ "what": what, "reason": reason }))
+pub fn finding(record: &Incomplete) -> Finding {
+    let Incomplete {
+        instance_arn,
+        resource_arn,
+        what,
+        reason,
+    } = record;
+    let mut finding = Finding::new(RuleId::CheckIncomplete, instance_arn.as_deref(), resource_arn)
+        .summary(format!("Could not verify {what} {resource_arn}: {reason}"))
+        .details(json!({ "what": what, "reason": reason.to_string() }))
         .remediation(
             "fix the cause above (the guard's read permissions, throttling or network), then re-run: connect-slr-guard audit",
-        )
+        );
+    finding.unverified = Some(reason.clone());
+    finding
 }
 
-pub fn from_record(record: &Incomplete) -> Finding {
-    finding(
-        record.instance_arn.as_deref(),
-        &record.resource_arn,
-        &record.what,
-        &record.reason,
-    )
+/// An instance's read of `resource` that could not finish.
+pub fn of_instance(
+    instance: &Instance,
+    resource: &str,
+    what: &str,
+    reason: &Unverified,
+) -> Finding {
+    finding(&Incomplete {
+        instance_arn: Some(instance.arn.clone()),
+        resource_arn: resource.to_owned(),
+        what: what.to_owned(),
+        reason: reason.clone(),
+    })
 }
 
 /// The instance's own reads (storage configs, domain link, its domain)
@@ -28,17 +42,14 @@ pub fn from_record(record: &Incomplete) -> Finding {
 /// access.
 pub fn instance_reads(snapshot: &Snapshot, instance: &Instance) -> Option<Finding> {
     let domain = match &instance.domain {
-        Observed::Found(Some(name)) => snapshot
-            .domains
-            .get(name)
-            .and_then(|d| d.unverified_reason()),
+        Observed::Found(Some(name)) => snapshot.domains.get(name).and_then(|d| d.unverified()),
         _ => None,
     };
-    let failed: Vec<(&str, &str)> = [
-        ("storage configs", instance.storage.unverified_reason()),
+    let failed: Vec<(&str, &Unverified)> = [
+        ("storage configs", instance.storage.unverified()),
         (
             "Customer Profiles domain link",
-            instance.domain.unverified_reason(),
+            instance.domain.unverified(),
         ),
         ("Customer Profiles domain", domain),
     ]
@@ -54,33 +65,41 @@ pub fn instance_reads(snapshot: &Snapshot, instance: &Instance) -> Option<Findin
 pub fn fold_deadline(instance: &Instance, findings: Vec<Finding>) -> Vec<Finding> {
     let (late, mut kept): (Vec<Finding>, Vec<Finding>) = findings
         .into_iter()
-        .partition(|f| f.rule == RuleId::CheckIncomplete && f.details["reason"] == DEADLINE_REASON);
+        .partition(|f| f.unverified == Some(Unverified::Deadline));
     if late.is_empty() {
         return kept;
     }
-    let reached: Vec<(&str, &str)> = late
+    let reached: Vec<(&str, &Unverified)> = late
         .iter()
         .map(|f| {
             (
                 f.details["what"].as_str().unwrap_or("a check"),
-                DEADLINE_REASON,
+                &Unverified::Deadline,
             )
         })
         .collect();
     kept.push(merged(
         instance,
         "the instance's checks",
-        DEADLINE_REASON,
+        &Unverified::Deadline,
         &reached,
     ));
     kept
 }
 
-fn merged(instance: &Instance, what: &str, reason: &str, failed: &[(&str, &str)]) -> Finding {
+fn merged(
+    instance: &Instance,
+    what: &str,
+    reason: &Unverified,
+    failed: &[(&str, &Unverified)],
+) -> Finding {
     let names: Vec<&str> = failed.iter().map(|(w, _)| *w).collect();
-    finding(Some(&instance.arn), &instance.arn, what, reason).details(json!({
+    of_instance(instance, &instance.arn, what, reason).details(json!({
         "what": names.join(", "),
-        "reason": reason,
-        "reasons": failed.iter().map(|(w, r)| json!({"what": w, "reason": r})).collect::<Vec<_>>(),
+        "reason": reason.to_string(),
+        "reasons": failed
+            .iter()
+            .map(|(w, r)| json!({"what": w, "reason": r.to_string()}))
+            .collect::<Vec<_>>(),
     }))
 }

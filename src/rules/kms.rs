@@ -8,33 +8,9 @@ use super::RuleSettings;
 use super::incomplete;
 use super::remedy::{create_grant, sh};
 use crate::finding::{Finding, RuleId};
-use crate::model::{Grant, Instance, Key, Observed, Role, Snapshot};
-
-/// Why an instance depends on a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyUse<'a> {
-    Domain(&'a str),
-    Storage(&'a str),
-}
-
-/// Every (key reference, use) of an instance, domain first.
-pub fn key_uses<'a>(snapshot: &'a Snapshot, instance: &'a Instance) -> Vec<(&'a str, KeyUse<'a>)> {
-    let mut uses = Vec::new();
-    if let Observed::Found(Some(name)) = &instance.domain
-        && let Some(Observed::Found(domain)) = snapshot.domains.get(name)
-        && let Some(key) = &domain.encryption_key
-    {
-        uses.push((key.as_str(), KeyUse::Domain(name)));
-    }
-    if let Observed::Found(configs) = &instance.storage {
-        for config in configs {
-            if let Some(key) = &config.kms_key {
-                uses.push((key.as_str(), KeyUse::Storage(&config.resource_type)));
-            }
-        }
-    }
-    uses
-}
+use crate::model::{
+    Grant, Instance, Key, KeyState, KeyUse, Observed, Role, Snapshot, Unverified, key_uses,
+};
 
 /// Key findings for one instance; grant rules only when its role is usable.
 pub fn judge(
@@ -46,21 +22,18 @@ pub fn judge(
     key_uses(snapshot, instance)
         .into_iter()
         .filter_map(|(reference, key_use)| match snapshot.keys.get(reference) {
-            None => Some(incomplete::finding(
-                Some(&instance.arn),
+            None => Some(incomplete::of_instance(
+                instance,
                 reference,
                 "KMS key",
-                "the key was not read in this pass",
+                &Unverified::NotRead,
             )),
-            Some(Observed::Unverified(reason)) => Some(incomplete::finding(
-                Some(&instance.arn),
-                reference,
-                "KMS key",
-                reason,
+            Some(Observed::Unverified(reason)) => Some(incomplete::of_instance(
+                instance, reference, "KMS key", reason,
             )),
-            Some(Observed::Absent) => Some(unusable(instance, reference, "gone", key_use)),
+            Some(Observed::Absent) => Some(unusable(instance, reference, None, key_use)),
             Some(Observed::Found(key)) if !key.is_usable() => {
-                Some(unusable(instance, &key.arn, &key.state, key_use))
+                Some(unusable(instance, &key.arn, Some(key.state), key_use))
             }
             Some(Observed::Found(key)) if key.customer_managed => {
                 role.and_then(|role| grant_drift(settings, instance, role, key, key_use))
@@ -70,10 +43,11 @@ pub fn judge(
         .collect()
 }
 
-fn unusable(instance: &Instance, key: &str, state: &str, key_use: KeyUse) -> Finding {
+/// A key the instance cannot use; `state` is `None` when the key is gone.
+fn unusable(instance: &Instance, key: &str, state: Option<KeyState>, key_use: KeyUse) -> Finding {
     let remediation = match state {
-        "Disabled" => format!("aws kms enable-key --key-id {}", sh(key)),
-        "PendingDeletion" => format!(
+        Some(KeyState::Disabled) => format!("aws kms enable-key --key-id {}", sh(key)),
+        Some(KeyState::PendingDeletion) => format!(
             "aws kms cancel-key-deletion --key-id {0} && aws kms enable-key --key-id {0}",
             sh(key)
         ),
@@ -89,6 +63,7 @@ fn unusable(instance: &Instance, key: &str, state: &str, key_use: KeyUse) -> Fin
             ),
         },
     };
+    let state = state.map_or("gone", KeyState::as_str);
     Finding::new(RuleId::KmsKeyUnusable, Some(&instance.arn), key)
         .summary(format!(
             "KMS key {key} used by instance {} ({}) is {state}",
@@ -121,11 +96,11 @@ fn grants_to<'a>(grants: &'a [Grant], role: &Role) -> Vec<&'a Grant> {
 }
 
 /// The key's grants, or why they are not known.
-fn grants_of(key: &Key) -> Result<&[Grant], &str> {
+fn grants_of(key: &Key) -> Result<&[Grant], &Unverified> {
     match &key.grants {
         Some(Observed::Found(grants)) => Ok(grants),
         Some(Observed::Unverified(reason)) => Err(reason),
-        Some(Observed::Absent) | None => Err("the key's grants were not read in this pass"),
+        Some(Observed::Absent) | None => Err(&Unverified::NotRead),
     }
 }
 
@@ -139,8 +114,8 @@ fn grant_drift(
     let grants = match grants_of(key) {
         Ok(grants) => grants,
         Err(reason) => {
-            return Some(incomplete::finding(
-                Some(&instance.arn),
+            return Some(incomplete::of_instance(
+                instance,
                 &key.arn,
                 "KMS grants",
                 reason,

@@ -11,12 +11,8 @@ mod role;
 
 use std::collections::BTreeSet;
 
-pub use kms::{KeyUse, key_uses};
-pub use remedy::role_name;
-pub use role::PROFILES_MANAGED_PREFIX;
-
 use crate::finding::Finding;
-use crate::model::{Instance, Observed, Role, Snapshot};
+use crate::model::{Instance, Observed, Role, Snapshot, Unverified};
 
 /// What the rules need besides the snapshot.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +34,7 @@ pub fn evaluate(snapshot: &Snapshot, settings: &RuleSettings) -> Vec<Finding> {
     let mut findings: Vec<Finding> = snapshot
         .incomplete
         .iter()
-        .map(incomplete::from_record)
+        .map(incomplete::finding)
         .collect();
     for instance in snapshot
         .instances
@@ -86,11 +82,11 @@ fn usable_role<'a>(
             findings.push(role::missing(instance, role_arn));
             return None;
         }
-        Some(Observed::Unverified(reason)) => reason.as_str(),
-        None => "the role was not read in this pass",
+        Some(Observed::Unverified(reason)) => reason,
+        None => &Unverified::NotRead,
     };
-    findings.push(incomplete::finding(
-        Some(&instance.arn),
+    findings.push(incomplete::of_instance(
+        instance,
         role_arn,
         "service-linked role",
         reason,

@@ -2,7 +2,7 @@
 //! AWS reads and events, and a command an operator pastes must never run
 //! anything it was not meant to.
 
-use crate::model::arn_partition;
+use crate::model::{SLR_NAME_PREFIX, arn_partition, role_name};
 
 /// Quotes `value` for a POSIX shell when it holds anything but plain
 /// identifier characters.
@@ -25,14 +25,10 @@ pub fn managed_policy_arn(role_arn: &str) -> String {
     )
 }
 
-/// The role name from a role ARN (the part after the last `/`).
-pub fn role_name(role_arn: &str) -> &str {
-    role_arn.rsplit('/').next().unwrap_or(role_arn)
-}
-
 pub fn create_slr(role_arn: &str) -> String {
     let suffix = role_name(role_arn)
-        .strip_prefix("AWSServiceRoleForAmazonConnect_")
+        .strip_prefix(SLR_NAME_PREFIX)
+        .and_then(|rest| rest.strip_prefix('_'))
         .map(|s| format!(" --custom-suffix {}", sh(s)))
         .unwrap_or_default();
     format!("aws iam create-service-linked-role --aws-service-name connect.amazonaws.com{suffix}")

@@ -3,14 +3,13 @@
 
 use serde_json::{Value, json};
 
-use super::remedy::{create_slr, managed_policy_arn, role_name, sh};
+use super::remedy::{create_slr, managed_policy_arn, sh};
 use crate::finding::{Finding, RuleId};
-use crate::model::{Instance, Observed, Role, Snapshot, StorageConfig, profiles_domain_arn};
+use crate::model::{
+    Instance, Observed, PROFILES_MANAGED_PREFIX, Role, SLR_NAME_PREFIX, SLR_PATH, Snapshot,
+    StorageConfig, profiles_domain_arn, role_name,
+};
 use crate::policy;
-
-pub const SLR_PATH: &str = "/aws-service-role/connect.amazonaws.com/";
-pub const SLR_NAME_PREFIX: &str = "AWSServiceRoleForAmazonConnect";
-pub const PROFILES_MANAGED_PREFIX: &str = "amazon-connect-";
 
 pub fn not_configured(instance: &Instance) -> Finding {
     Finding::new(

@@ -4,15 +4,14 @@
 use std::path::Path;
 
 use connect_slr_guard::trigger::{
-    MAX_EVENT_BYTES, Parsed, Scope, TriggerError, parse, parse_bytes,
+    MAX_EVENT_BYTES, Parsed, Scope, TriggerError, TriggerKind, parse, parse_bytes,
 };
 use serde_json::{Value, json};
 
-const INSTANCE: &str = "11111111-2222-3333-4444-555555555555";
-const ROLE: &str = "AWSServiceRoleForAmazonConnect_AbCdEf123456";
-const DOMAIN: &str = "amazon-connect-acme";
-const KEY_ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
-const KEY_ARN: &str = "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+use super::support::{
+    DOMAIN, DOMAIN_KEY as KEY_ARN, DOMAIN_KEY_ID as KEY_ID, INSTANCE_ID as INSTANCE,
+    ROLE_NAME as ROLE,
+};
 
 fn expected(file: &str) -> Option<Scope> {
     let scope = match file {
@@ -74,14 +73,14 @@ fn trigger_carries_who_and_when() {
     let Parsed::Check { trigger, .. } = parse(event("kms-revoke-grant.json")).unwrap() else {
         panic!("RevokeGrant is a trigger");
     };
-    assert_eq!(trigger.kind, "event");
+    assert_eq!(trigger.kind, TriggerKind::Event);
     assert_eq!(trigger.event_name.as_deref(), Some("RevokeGrant"));
     assert!(trigger.actor.as_deref().unwrap().starts_with("arn:aws:"));
     assert!(trigger.event_time.is_some());
     let Parsed::Check { trigger, .. } = parse(event("scheduled-sweep.json")).unwrap() else {
         panic!("the schedule is a trigger");
     };
-    assert_eq!(trigger.kind, "schedule");
+    assert_eq!(trigger.kind, TriggerKind::Schedule);
 }
 
 #[test]

@@ -1,8 +1,6 @@
 //! Inventory against `aws-smithy-mocks`: what a scope reads, how many calls
 //! it makes, and how absence, denial and throttling land in the snapshot.
 
-mod support;
-
 use aws_sdk_connect::operation::list_instances::ListInstancesOutput;
 use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
 use aws_sdk_kms::types::KeyState;
@@ -12,11 +10,15 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::ErrorMetadata;
 use connect_slr_guard::finding::RuleId;
-use connect_slr_guard::inventory::{Options, Progress, STORAGE_TYPES, collect};
-use connect_slr_guard::model::Observed;
+use connect_slr_guard::inventory::{Options, Progress, collect};
+use connect_slr_guard::model::{Observed, Unverified};
 use connect_slr_guard::rules::{RuleSettings, evaluate};
 use connect_slr_guard::trigger::Scope;
-use support::*;
+
+use super::support::*;
+
+/// Storage types a healthy instance's reads cover, one `ListInstanceStorageConfigs` each.
+const STORAGE_TYPES_READ: usize = 10;
 
 fn rules_of(snapshot: &connect_slr_guard::model::Snapshot) -> Vec<RuleId> {
     evaluate(snapshot, &RuleSettings::default())
@@ -43,15 +45,25 @@ async fn instance_event_reads_only_that_instance_and_its_dependencies() {
     .await;
 
     assert_eq!(rules_of(&snapshot), vec![], "healthy account, no findings");
-    // DescribeInstance, ListInstances, ListInstanceStorageConfigs
-    assert_eq!(calls_of(&account.connect), vec![1, 0, STORAGE_TYPES.len()]);
-    // ListAccountIntegrations, GetDomain, ListDomains
-    assert_eq!(calls_of(&account.profiles), vec![1, 1, 0]);
-    // GetRole, ListAttachedRolePolicies, ListRolePolicies, GetRolePolicy
-    assert_eq!(calls_of(&account.iam), vec![1, 1, 1, 1]);
-    // DescribeKey (domain key, storage key), ListGrants (both)
-    assert_eq!(calls_of(&account.kms), vec![2, 2]);
-    assert_eq!(account.calls(), 21);
+    let expected = [
+        ("DescribeInstance", 1),
+        ("ListInstances", 0),
+        ("ListInstanceStorageConfigs", STORAGE_TYPES_READ),
+        ("ListAccountIntegrations", 1),
+        ("GetDomain", 1),
+        ("ListDomains", 0),
+        ("GetRole", 1),
+        ("ListAttachedRolePolicies", 1),
+        ("ListRolePolicies", 1),
+        ("GetRolePolicy", 1),
+        // The domain key and the storage key.
+        ("DescribeKey", 2),
+        ("ListGrants", 2),
+    ];
+    for (operation, calls) in expected {
+        assert_eq!(account.calls(operation), calls, "{operation}");
+    }
+    assert_eq!(account.total_calls(), 21);
 
     let instance = &snapshot.instances[0];
     assert!(instance.checked);
@@ -72,11 +84,22 @@ async fn instance_event_reads_only_that_instance_and_its_dependencies() {
 }
 
 #[tokio::test]
+async fn the_mocked_healthy_account_reads_as_the_fixture() {
+    let account = Account::healthy();
+    let snapshot = collect(&account.aws(), &Scope::Everything, &Options::default()).await;
+    assert_eq!(
+        serde_json::to_value(&snapshot).unwrap(),
+        serde_json::to_value(healthy_snapshot()).unwrap(),
+        "the mocks and tests/fixtures/healthy-snapshot.json describe one account"
+    );
+}
+
+#[tokio::test]
 async fn sweep_follows_every_page_and_judges_cross_domain_exposure() {
     let mut account = Account::healthy();
     let second = "99999999-2222-3333-4444-555555555555";
-    account.connect.insert(
-        0,
+    account.connect.first(
+        "ListInstances",
         mock!(aws_sdk_connect::Client::list_instances)
             .match_requests(|r| r.next_token().is_none())
             .then_output(|| {
@@ -86,8 +109,8 @@ async fn sweep_follows_every_page_and_judges_cross_domain_exposure() {
                     .build()
             }),
     );
-    account.connect.insert(
-        1,
+    account.connect.first(
+        "ListInstances",
         mock!(aws_sdk_connect::Client::list_instances)
             .match_requests(|r| r.next_token() == Some("page-2"))
             .then_output(move || {
@@ -108,7 +131,7 @@ async fn sweep_follows_every_page_and_judges_cross_domain_exposure() {
 
     assert_eq!(snapshot.instances.len(), 2, "both pages read");
     assert_eq!(*reported.lock().unwrap(), vec![(1, 2), (2, 2)], "progress");
-    assert_eq!(calls_of(&account.connect)[..2], [1, 1]);
+    assert_eq!(account.calls("ListInstances"), 2);
     // The second instance has no domain, so the managed policy lets it
     // reach amazon-connect-acme: exposure.
     assert_eq!(
@@ -116,15 +139,15 @@ async fn sweep_follows_every_page_and_judges_cross_domain_exposure() {
         vec![RuleId::ProfilesCrossDomainExposure]
     );
     // The shared role is read once although two instances use it.
-    assert_eq!(calls_of(&account.iam)[0], 1);
+    assert_eq!(account.calls("GetRole"), 1);
 }
 
 #[tokio::test]
 async fn deleted_role_is_a_confirmed_absence() {
     let mut account = Account::healthy();
     let no_such_entity = r#"<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>The role with name AWSServiceRoleForAmazonConnect_AbCdEf123456 cannot be found.</Message></Error><RequestId>1</RequestId></ErrorResponse>"#;
-    account.iam.insert(
-        0,
+    account.iam.first(
+        "GetRole",
         mock!(aws_sdk_iam::Client::get_role).then_http_response(move || http(404, no_such_entity)),
     );
     let snapshot = collect(
@@ -136,26 +159,22 @@ async fn deleted_role_is_a_confirmed_absence() {
 
     assert_eq!(snapshot.roles[ROLE_ARN], Observed::Absent);
     assert_eq!(rules_of(&snapshot), vec![RuleId::ConnectSlrMissing]);
-    assert_eq!(
-        calls_of(&account.iam)[1..],
-        [0, 0, 0, 0],
-        "no reads of a role that is gone"
-    );
+    assert_eq!(account.iam.total(), 1, "no reads of a role that is gone");
 }
 
 #[tokio::test]
 async fn access_denied_on_one_read_is_incomplete_and_the_rest_goes_on() {
     let mut account = Account::healthy();
-    account.connect.insert(
-        0,
+    account.connect.first(
+        "ListInstanceStorageConfigs",
         mock!(aws_sdk_connect::Client::list_instance_storage_configs).then_http_response(|| {
             let mut r = http(403, r#"{"message":"User is not authorized to perform connect:ListInstanceStorageConfigs"}"#);
             r.headers_mut().insert("x-amzn-errortype", "AccessDeniedException");
             r
         }),
     );
-    account.kms.insert(
-        0,
+    account.kms.first(
+        "ListGrants",
         mock!(aws_sdk_kms::Client::list_grants).then_error(|| {
             aws_sdk_kms::operation::list_grants::ListGrantsError::generic(
                 ErrorMetadata::builder()
@@ -172,7 +191,12 @@ async fn access_denied_on_one_read_is_incomplete_and_the_rest_goes_on() {
     )
     .await;
 
-    let reason = snapshot.instances[0].storage.unverified_reason().unwrap();
+    let Some(Unverified::Failed(reason)) = snapshot.instances[0].storage.unverified() else {
+        panic!(
+            "storage should be unverified: {:?}",
+            snapshot.instances[0].storage
+        );
+    };
     assert!(reason.starts_with("AccessDeniedException"), "{reason}");
     let findings = evaluate(&snapshot, &RuleSettings::default());
     let rules: Vec<RuleId> = findings.iter().map(|f| f.rule).collect();
@@ -187,14 +211,14 @@ async fn access_denied_on_one_read_is_incomplete_and_the_rest_goes_on() {
         "{}",
         findings[1].summary
     );
-    assert_eq!(calls_of(&account.iam)[0], 1);
+    assert_eq!(account.calls("GetRole"), 1);
 }
 
 #[tokio::test]
 async fn listing_failure_is_reported_not_swallowed() {
     let mut account = Account::healthy();
-    account.connect.insert(
-        0,
+    account.connect.first(
+        "ListInstances",
         mock!(aws_sdk_connect::Client::list_instances).then_http_response(|| {
             let mut r = http(429, r#"{"message":"Rate exceeded"}"#);
             r.headers_mut()
@@ -207,6 +231,7 @@ async fn listing_failure_is_reported_not_swallowed() {
     assert!(
         snapshot.incomplete[0]
             .reason
+            .to_string()
             .contains("ThrottlingException")
     );
 }
@@ -214,27 +239,25 @@ async fn listing_failure_is_reported_not_swallowed() {
 #[tokio::test]
 async fn key_event_checks_only_instances_that_use_the_key() {
     let mut account = Account::healthy();
-    account.kms.insert(
-        0,
+    account.kms.first(
+        "DescribeKey",
         mock!(aws_sdk_kms::Client::describe_key)
-            .match_requests(|r| r.key_id() == Some("1234abcd-12ab-34cd-56ef-1234567890ab"))
+            .match_requests(|r| r.key_id() == Some(DOMAIN_KEY_ID))
             .then_output(|| {
                 DescribeKeyOutput::builder()
                     .key_metadata(key_metadata(DOMAIN_KEY, KeyState::Disabled))
                     .build()
             }),
     );
-    account.kms.insert(
-        1,
-        mock!(aws_sdk_kms::Client::describe_key)
-            .match_requests(|r| r.key_id() == Some(DOMAIN_KEY))
-            .then_output(|| {
-                DescribeKeyOutput::builder()
-                    .key_metadata(key_metadata(DOMAIN_KEY, KeyState::Disabled))
-                    .build()
-            }),
-    );
-    let key_id = Scope::Key("1234abcd-12ab-34cd-56ef-1234567890ab".into());
+    let by_arn = mock!(aws_sdk_kms::Client::describe_key)
+        .match_requests(|r| r.key_id() == Some(DOMAIN_KEY))
+        .then_output(|| {
+            DescribeKeyOutput::builder()
+                .key_metadata(key_metadata(DOMAIN_KEY, KeyState::Disabled))
+                .build()
+        });
+    account.kms.first("DescribeKey", by_arn.clone());
+    let key_id = Scope::Key(DOMAIN_KEY_ID.into());
     let snapshot = collect(&account.aws(), &key_id, &Options::default()).await;
     assert!(
         snapshot.instances[0].checked,
@@ -242,15 +265,15 @@ async fn key_event_checks_only_instances_that_use_the_key() {
     );
     assert_eq!(rules_of(&snapshot), vec![RuleId::KmsKeyUnusable]);
     assert_eq!(
-        (account.kms[0].num_calls(), account.kms[1].num_calls()),
-        (1, 0),
-        "the event's key is described once, not again by its ARN"
+        (account.calls("DescribeKey"), by_arn.num_calls()),
+        (2, 0),
+        "the event's key (and the storage key) described once each, not again by its ARN"
     );
 
     let other = Scope::Key("arn:aws:kms:eu-west-2:111122223333:key/unrelated".into());
     let mut account = Account::healthy();
-    account.kms.insert(
-        0,
+    account.kms.first(
+        "DescribeKey",
         mock!(aws_sdk_kms::Client::describe_key)
             .match_requests(|r| r.key_id().is_some_and(|k| k.ends_with("unrelated")))
             .then_http_response(|| {
@@ -268,8 +291,8 @@ async fn key_event_checks_only_instances_that_use_the_key() {
         "a key nobody uses is no finding"
     );
     assert_eq!(
-        calls_of(&account.iam),
-        vec![0, 0, 0, 0],
+        account.iam.total(),
+        0,
         "no role reads for unrelated instances"
     );
 }
@@ -277,8 +300,8 @@ async fn key_event_checks_only_instances_that_use_the_key() {
 #[tokio::test]
 async fn deleted_instance_is_nothing_to_check() {
     let mut account = Account::healthy();
-    account.connect.insert(
-        0,
+    account.connect.first(
+        "DescribeInstance",
         mock!(aws_sdk_connect::Client::describe_instance).then_http_response(|| {
             let mut r = http(404, r#"{"message":"Instance not found"}"#);
             r.headers_mut()
@@ -294,7 +317,7 @@ async fn deleted_instance_is_nothing_to_check() {
     .await;
     assert!(snapshot.instances.is_empty());
     assert_eq!(rules_of(&snapshot), vec![]);
-    assert_eq!(account.calls(), 1);
+    assert_eq!(account.total_calls(), 1);
 }
 
 #[tokio::test]
@@ -317,8 +340,8 @@ async fn deadline_reached_reports_what_was_not_read() {
 #[tokio::test]
 async fn key_event_on_an_aws_managed_key_costs_one_kms_read() {
     let mut account = Account::healthy();
-    account.kms.insert(
-        0,
+    account.kms.first(
+        "DescribeKey",
         mock!(aws_sdk_kms::Client::describe_key).then_output(|| {
             let mut metadata = key_metadata(
                 "arn:aws:kms:eu-west-2:111122223333:key/aws-ebs",
@@ -332,7 +355,7 @@ async fn key_event_on_an_aws_managed_key_costs_one_kms_read() {
     let snapshot = collect(&account.aws(), &scope, &Options::default()).await;
     assert_eq!(rules_of(&snapshot), vec![]);
     assert_eq!(
-        account.calls(),
+        account.total_calls(),
         1,
         "no Connect sweep for a key no rule applies to"
     );
@@ -345,8 +368,8 @@ async fn a_seed_shuffles_the_sweep_order_so_a_cut_off_tail_moves() {
         .map(|i| format!("{i:08}-2222-3333-4444-555555555555"))
         .collect();
     let listed = ids.clone();
-    account.connect.insert(
-        0,
+    account.connect.first(
+        "ListInstances",
         mock!(aws_sdk_connect::Client::list_instances).then_output(move || {
             ListInstancesOutput::builder()
                 .set_instance_summary_list(Some(listed.iter().map(|id| summary(id)).collect()))

@@ -2,8 +2,6 @@
 //! publishing through the guard (one SNS message per finding, failures
 //! surfaced so Lambda retries).
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_sns::operation::publish::{PublishError, PublishOutput};
@@ -12,18 +10,21 @@ use aws_smithy_types::error::ErrorMetadata;
 use connect_slr_guard::alert::{Alert, PassContext, SCHEMA, sns_message, subject, text};
 use connect_slr_guard::config::Settings;
 use connect_slr_guard::finding::{Finding, RuleId};
-use connect_slr_guard::guard::{Delivery, Guard, GuardError, PassReport};
+use connect_slr_guard::guard::{Delivery, Guard, GuardError};
 use connect_slr_guard::inventory::Options;
-use connect_slr_guard::trigger::{Scope, Trigger};
+use connect_slr_guard::report::PassReport;
+use connect_slr_guard::trigger::{Scope, Trigger, TriggerKind};
+use lambda_runtime::Diagnostic;
 use serde_json::{Value, json};
-use support::*;
+
+use super::support::*;
 
 fn context() -> PassContext {
     PassContext {
         account: "111122223333".into(),
         region: "eu-west-2".into(),
         trigger: Trigger {
-            kind: "event".into(),
+            kind: TriggerKind::Event,
             event_name: Some("RevokeGrant".into()),
             actor: Some("arn:aws:sts::111122223333:assumed-role/Admin/alice".into()),
             event_time: Some("2026-11-20T10:15:30Z".into()),
@@ -160,8 +161,8 @@ fn settings() -> Settings {
 #[tokio::test]
 async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
     let mut account = Account::healthy();
-    account.kms.insert(
-        0,
+    account.kms.first(
+        "ListGrants",
         mock!(aws_sdk_kms::Client::list_grants).then_output(|| {
             aws_sdk_kms::operation::list_grants::ListGrantsOutput::builder()
                 .truncated(false)
@@ -170,7 +171,8 @@ async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
     );
     let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
     let log = sent.clone();
-    account.sns.push(
+    account.sns.first(
+        "Publish",
         mock!(aws_sdk_sns::Client::publish).then_compute_output(move |req| {
             let mut attrs: Vec<(String, String)> = req
                 .message_attributes()
@@ -255,8 +257,8 @@ async fn check_instance(account: &Account, delivery: Delivery) -> Result<PassRep
 /// The healthy account with the SLR's managed policy detached: one finding.
 fn detached_policy_account() -> Account {
     let mut account = Account::healthy();
-    account.iam.insert(
-        0,
+    account.iam.first(
+        "ListAttachedRolePolicies",
         mock!(aws_sdk_iam::Client::list_attached_role_policies).then_output(|| {
             aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesOutput::builder().build()
         }),
@@ -267,16 +269,17 @@ fn detached_policy_account() -> Account {
 #[tokio::test]
 async fn failed_publish_fails_the_pass() {
     let mut account = detached_policy_account();
-    account
-        .sns
-        .push(mock!(aws_sdk_sns::Client::publish).then_error(|| {
+    account.sns.first(
+        "Publish",
+        mock!(aws_sdk_sns::Client::publish).then_error(|| {
             PublishError::generic(
                 ErrorMetadata::builder()
                     .code("InternalError")
                     .message("SNS is down")
                     .build(),
             )
-        }));
+        }),
+    );
     let err = check_instance(&account, Delivery::Publish)
         .await
         .unwrap_err();
@@ -285,6 +288,17 @@ async fn failed_publish_fails_the_pass() {
         "{err}"
     );
     assert!(err.to_string().contains("SNS is down"), "{err}");
+    let diagnostic = Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "AlertDeliveryFailed");
+}
+
+#[test]
+fn each_guard_failure_has_its_own_error_type() {
+    let types: Vec<String> = [GuardError::NoTopic, GuardError::NoRegion]
+        .into_iter()
+        .map(|e| Diagnostic::from(e).error_type)
+        .collect();
+    assert_eq!(types, ["NoAlertTopic", "NoRegion"]);
 }
 
 #[tokio::test]
@@ -295,4 +309,28 @@ async fn report_only_never_calls_sns() {
         .unwrap();
     assert_eq!(report.findings.len(), 1);
     assert_eq!(report.alerts_published, 0);
+    assert_eq!(account.sns.total(), 0);
+}
+
+#[tokio::test]
+async fn the_report_document_is_the_lambda_response_and_the_cli_json() {
+    let account = detached_policy_account();
+    let report = check_instance(&account, Delivery::ReportOnly)
+        .await
+        .unwrap();
+    let doc = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        doc["scope"],
+        json!({"kind": "instance", "target": INSTANCE_ID})
+    );
+    assert_eq!(doc["account"], ACCOUNT);
+    assert_eq!(doc["region"], "eu-west-2");
+    assert_eq!(doc["trigger"]["kind"], "audit");
+    assert_eq!(doc["instances_checked"], 1);
+    assert_eq!(doc["checks_incomplete"], 0);
+    assert_eq!(doc["alerts_published"], 0);
+    let alert = &doc["findings"][0];
+    assert_eq!(alert["schema"], SCHEMA);
+    assert_eq!(alert["rule"], "CONNECT_SLR_POLICY_DETACHED");
+    assert_eq!(alert["status"], "OPEN");
 }

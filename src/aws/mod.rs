@@ -1,0 +1,71 @@
+//! The AWS clients of one process, built once at start-up from the standard
+//! AWS settings, and how their errors are judged. Shared by the inventory
+//! (reads) and the alerts (SNS).
+
+mod error;
+mod pace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::ReadError;
+pub use pace::Pace;
+
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub connect: aws_sdk_connect::Client,
+    pub profiles: aws_sdk_customerprofiles::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub kms: aws_sdk_kms::Client,
+    pub sns: aws_sdk_sns::Client,
+    /// Every Amazon Connect request waits for a slot here first.
+    pub connect_pace: Arc<Pace>,
+    pub region: String,
+}
+
+/// Where the clients come from: the SDK's defaults (credentials,
+/// `AWS_REGION`, `AWS_ENDPOINT_URL*`), optionally overridden.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+}
+
+impl Aws {
+    pub fn new(config: &aws_config::SdkConfig, connect_pace: Pace) -> Self {
+        Aws {
+            connect: aws_sdk_connect::Client::new(config),
+            profiles: aws_sdk_customerprofiles::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
+            kms: aws_sdk_kms::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            connect_pace: Arc::new(connect_pace),
+            region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// Loads the SDK configuration once; `None` when no Region is set.
+    pub async fn load(source: Source, connect_pace: Pace) -> Option<Self> {
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts());
+        if let Some(profile) = source.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = source.region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        let config = loader.load().await;
+        config.region()?;
+        Some(Aws::new(&config, connect_pace))
+    }
+}
+
+/// Timeouts so that no read can outlive a Lambda invocation; retries stay
+/// the SDK's standard ones.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build()
+}

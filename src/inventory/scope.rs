@@ -1,0 +1,100 @@
+//! Which instances a pass reads, and which of them it verifies: an event
+//! about one instance never sweeps the account.
+
+use std::hash::{Hash, Hasher};
+
+use super::connect;
+use crate::aws::{Aws, ReadError};
+use crate::model::{Incomplete, Instance, Snapshot, Unverified, key_uses};
+use crate::trigger::Scope;
+
+/// The instances the scope may concern, before any of their reads.
+pub(super) async fn candidates(aws: &Aws, scope: &Scope) -> Result<Vec<Instance>, ReadError> {
+    match scope {
+        Scope::Instance(id) => match connect::describe_instance(aws, id).await {
+            Ok(instance) => Ok(vec![instance]),
+            Err(ReadError::NotFound) => Ok(Vec::new()),
+            Err(err) => Err(err),
+        },
+        Scope::Role(name) => {
+            let suffix = format!("/{name}");
+            let mut all = connect::list_instances(aws).await?;
+            all.retain(|i| {
+                i.service_role
+                    .as_deref()
+                    .is_some_and(|r| r.ends_with(&suffix))
+            });
+            Ok(all)
+        }
+        Scope::Domain(_) | Scope::Key(_) | Scope::Everything => connect::list_instances(aws).await,
+    }
+}
+
+/// What could not be listed: the one instance an event named, or all.
+pub(super) fn listing_failed(
+    aws: &Aws,
+    scope: &Scope,
+    account: Option<&str>,
+    reason: Unverified,
+) -> Incomplete {
+    let account = account.unwrap_or("*");
+    let (instance_arn, what) = match scope {
+        Scope::Instance(id) => (
+            Some(format!(
+                "arn:aws:connect:{}:{account}:instance/{id}",
+                aws.region
+            )),
+            "Amazon Connect instance",
+        ),
+        _ => (None, "Amazon Connect instances"),
+    };
+    Incomplete {
+        resource_arn: instance_arn
+            .clone()
+            .unwrap_or_else(|| format!("arn:aws:connect:{}:{account}:instance/*", aws.region)),
+        instance_arn,
+        what: what.to_owned(),
+        reason,
+    }
+}
+
+/// Shuffles the read order by `seed`, stable for the same seed.
+pub(super) fn shuffle(instances: &mut [Instance], seed: u64) {
+    instances.sort_by_cached_key(|i| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (seed, &i.id).hash(&mut hasher);
+        hasher.finish()
+    });
+}
+
+/// Marks the instances this pass verifies; the others are context.
+pub(super) fn focus(instances: &mut [Instance], scope: &Scope, snapshot: &Snapshot) {
+    for instance in instances.iter_mut() {
+        instance.checked = match scope {
+            Scope::Domain(name) => instance.domain.found() == Some(&Some(name.clone())),
+            Scope::Key(key) => depends_on_key(snapshot, instance, key),
+            Scope::Everything | Scope::Instance(_) | Scope::Role(_) => true,
+        };
+    }
+}
+
+fn depends_on_key(snapshot: &Snapshot, instance: &Instance, key: &str) -> bool {
+    let resolved = |r: &str| {
+        snapshot
+            .keys
+            .get(r)
+            .and_then(|k| k.found())
+            .map(|k| k.arn.clone())
+    };
+    let target = resolved(key);
+    key_uses(snapshot, instance)
+        .into_iter()
+        .any(|(reference, _)| {
+            same_key(reference, key) || (target.is_some() && resolved(reference) == target)
+        })
+}
+
+/// A key id and the ARN that ends in it name the same key.
+fn same_key(a: &str, b: &str) -> bool {
+    a == b || a.ends_with(&format!(":key/{b}")) || b.ends_with(&format!(":key/{a}"))
+}

@@ -1,0 +1,156 @@
+//! What one pass did, and every way it is shown. The Lambda's response and
+//! the CLI's `--format json` are the same document; the CLI also prints it
+//! as a table or as the alert texts on-call receives.
+
+use serde::Serialize;
+
+use crate::alert::{self, Alert, PassContext};
+use crate::finding::{Finding, RuleId};
+use crate::trigger::Scope;
+
+#[derive(Debug)]
+pub struct PassReport {
+    pub scope: Scope,
+    pub context: PassContext,
+    pub instances_checked: usize,
+    pub findings: Vec<Finding>,
+    pub alerts_published: usize,
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table of findings, each with its fix.
+    Table,
+    /// The report document, its findings as alert documents (connect-slr-guard/alert/v1).
+    Json,
+    /// Each alert as the text on-call receives by email.
+    Text,
+}
+
+/// The report as a document: the Lambda's response and the CLI's JSON.
+#[derive(Serialize)]
+struct Document<'a> {
+    scope: &'a Scope,
+    #[serde(flatten)]
+    context: &'a PassContext,
+    instances_checked: usize,
+    checks_incomplete: usize,
+    alerts_published: usize,
+    findings: Vec<Alert<'a>>,
+}
+
+impl Serialize for PassReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Document {
+            scope: &self.scope,
+            context: &self.context,
+            instances_checked: self.instances_checked,
+            checks_incomplete: self.checks_incomplete(),
+            alerts_published: self.alerts_published,
+            findings: self.alerts(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl PassReport {
+    pub fn alerts(&self) -> Vec<Alert<'_>> {
+        self.findings
+            .iter()
+            .map(|f| Alert::open(f, &self.context))
+            .collect()
+    }
+
+    pub fn checks_incomplete(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.rule == RuleId::CheckIncomplete)
+            .count()
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.table(),
+            Format::Json => {
+                let mut json = serde_json::to_string_pretty(self).unwrap_or_default();
+                json.push('\n');
+                json
+            }
+            Format::Text => {
+                let texts: Vec<String> = self.alerts().iter().map(alert::text).collect();
+                texts.join("\n---\n\n")
+            }
+        }
+    }
+
+    fn table(&self) -> String {
+        let mut out = format!(
+            "account {} · region {} · instances checked: {} · findings: {} (incomplete: {}) · alerts published: {}\n",
+            self.context.account,
+            self.context.region,
+            self.instances_checked,
+            self.findings.len(),
+            self.checks_incomplete(),
+            self.alerts_published,
+        );
+        if self.findings.is_empty() {
+            out.push_str("no drift found\n");
+            return out;
+        }
+        let rows: Vec<[String; 4]> = self.findings.iter().map(table_row).collect();
+        out.push_str(&columns(&rows));
+        out.push_str("\n\n");
+        for (n, f) in self.findings.iter().enumerate() {
+            out.push_str(&format!(
+                "{}. {} {}\n   fix: {}\n",
+                n + 1,
+                f.rule,
+                f.summary,
+                f.remediation
+            ));
+        }
+        out
+    }
+}
+
+fn table_row(finding: &Finding) -> [String; 4] {
+    [
+        finding.severity.to_string(),
+        finding.rule.to_string(),
+        finding
+            .instance_arn
+            .as_deref()
+            .and_then(|a| a.rsplit('/').next())
+            .unwrap_or("-")
+            .to_owned(),
+        finding.resource_arn.clone(),
+    ]
+}
+
+/// The rows under a header, each column as wide as its widest cell.
+fn columns(rows: &[[String; 4]]) -> String {
+    let headers = ["SEVERITY", "RULE", "INSTANCE", "RESOURCE"];
+    let widths: Vec<usize> = (0..4)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .chain([headers[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 4]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        format!("\n{}", padded.join("  ").trim_end())
+    };
+    let mut out = line(headers);
+    for row in rows {
+        out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
+    }
+    out
+}

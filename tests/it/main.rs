@@ -1,0 +1,10 @@
+//! The integration tests: one binary, one helper module (`support`) that
+//! every test file uses.
+
+mod alert;
+mod catalogue;
+mod inventory;
+mod properties;
+mod rules;
+mod support;
+mod trigger;

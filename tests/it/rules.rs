@@ -1,0 +1,453 @@
+//! Rules, table-driven: each case starts from the healthy snapshot fixture,
+//! applies one drift, and names exactly the findings it must produce.
+
+use connect_slr_guard::finding::RuleId::{self, *};
+use connect_slr_guard::model::{Grant, InstanceStatus, KeyState, Observed, Snapshot, Unverified};
+use connect_slr_guard::rules::{RuleSettings, evaluate};
+use serde_json::json;
+
+use super::support::{
+    DOMAIN_KEY, INSTANCE_ARN, ROLE_ARN, STORAGE_KEY, failed, healthy_snapshot as healthy,
+};
+
+fn rules_of(snapshot: &Snapshot) -> Vec<RuleId> {
+    let mut rules: Vec<RuleId> = evaluate(snapshot, &RuleSettings::default())
+        .into_iter()
+        .map(|f| f.rule)
+        .collect();
+    rules.sort();
+    rules
+}
+
+fn role(s: &mut Snapshot) -> &mut connect_slr_guard::model::Role {
+    match s.roles.get_mut(ROLE_ARN) {
+        Some(Observed::Found(role)) => role,
+        _ => panic!("fixture has the role"),
+    }
+}
+
+fn key<'a>(s: &'a mut Snapshot, arn: &str) -> &'a mut connect_slr_guard::model::Key {
+    match s.keys.get_mut(arn) {
+        Some(Observed::Found(key)) => key,
+        _ => panic!("fixture has the key"),
+    }
+}
+
+fn grants<'a>(s: &'a mut Snapshot, arn: &str) -> &'a mut Vec<Grant> {
+    match &mut key(s, arn).grants {
+        Some(Observed::Found(grants)) => grants,
+        _ => panic!("fixture has grants"),
+    }
+}
+
+type Drift = fn(&mut Snapshot);
+
+/// One drift applied to the healthy snapshot, and the rules it must fire.
+type Case = (&'static str, Drift, &'static [RuleId]);
+
+const CASES: &[Case] = &[
+    ("healthy", |_| {}, &[]),
+    (
+        "pre-2018 instance without SLR",
+        |s| s.instances[0].service_role = None,
+        &[ConnectSlrNotConfigured],
+    ),
+    (
+        "SLR deleted",
+        |s| {
+            s.roles.insert(ROLE_ARN.into(), Observed::Absent);
+        },
+        &[ConnectSlrMissing],
+    ),
+    (
+        "role outside the SLR path",
+        |s| role(s).path = "/".into(),
+        &[ConnectSlrNotServiceLinked],
+    ),
+    (
+        "role without the SLR name prefix",
+        |s| role(s).name = "ConnectRole".into(),
+        &[ConnectSlrNotServiceLinked],
+    ),
+    (
+        "trust admits another account",
+        |s| {
+            role(s).trust_policy = json!({"Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "connect.amazonaws.com", "AWS": "arn:aws:iam::444455556666:root"}, "Action": "sts:AssumeRole"}]});
+        },
+        &[ConnectSlrTrustDrift],
+    ),
+    (
+        "trust admits *",
+        |s| {
+            role(s).trust_policy = json!({"Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "connect.amazonaws.com"}, "Action": "sts:AssumeRole"},
+                {"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}]});
+        },
+        &[ConnectSlrTrustDrift],
+    ),
+    (
+        "trust lost connect",
+        |s| {
+            role(s).trust_policy = json!({"Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+        },
+        &[ConnectSlrTrustDrift],
+    ),
+    (
+        "trust reordered into lists",
+        |s| {
+            role(s).trust_policy = json!({"Version": "2012-10-17", "Statement": {"Action": ["sts:AssumeRole"], "Principal": {"Service": ["connect.amazonaws.com"]}, "Effect": "Allow"}});
+        },
+        &[],
+    ),
+    (
+        "managed policy detached",
+        |s| role(s).attached_policies.clear(),
+        &[ConnectSlrPolicyDetached],
+    ),
+    (
+        "CTR stream not covered",
+        |s| role(s).inline_policies.clear(),
+        &[ConnectSlrFeaturePermissionMissing],
+    ),
+    (
+        "CTR stream explicitly denied",
+        |s| {
+            role(s).inline_policies[0].document["Statement"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"Effect": "Deny", "Action": "kinesis:PutRecords", "Resource": "*"}));
+        },
+        &[ConnectSlrFeaturePermissionMissing],
+    ),
+    (
+        "domain without prefix, no inline access",
+        rename_domain,
+        &[ProfilesDomainAccessMissing],
+    ),
+    (
+        "domain without prefix, inline access",
+        |s| {
+            rename_domain(s);
+            role(s).inline_policies.push(connect_slr_guard::model::InlinePolicy {
+                name: "ConnectCustomerProfiles".into(),
+                document: json!({"Statement": [{"Effect": "Allow", "Action": ["profile:SearchProfiles", "profile:GetDomain"],
+                    "Resource": ["arn:aws:profile:eu-west-2:111122223333:domains/acme-profiles"]}]}),
+            });
+        },
+        &[],
+    ),
+    (
+        "domain key grant revoked",
+        |s| grants(s, DOMAIN_KEY).clear(),
+        &[ProfilesKmsGrantMissing],
+    ),
+    (
+        "domain key grant lacks GenerateDataKey",
+        |s| {
+            grants(s, DOMAIN_KEY)[0].operations = vec!["Decrypt".into()];
+        },
+        &[ProfilesKmsGrantIncomplete],
+    ),
+    (
+        "operations split over two grants",
+        |s| {
+            let g = grants(s, DOMAIN_KEY);
+            g[0].operations = vec!["Decrypt".into()];
+            g.push(Grant {
+                id: "g2".into(),
+                grantee: ROLE_ARN.into(),
+                operations: vec!["GenerateDataKey".into()],
+            });
+        },
+        &[],
+    ),
+    (
+        "grant names the role without its path",
+        |s| {
+            grants(s, DOMAIN_KEY)[0].grantee =
+                "arn:aws:iam::111122223333:role/AWSServiceRoleForAmazonConnect_AbCdEf123456".into();
+        },
+        &[],
+    ),
+    (
+        "grant to someone else",
+        |s| {
+            grants(s, DOMAIN_KEY)[0].grantee = "arn:aws:iam::111122223333:role/Other".into();
+        },
+        &[ProfilesKmsGrantMissing],
+    ),
+    (
+        "storage key grant revoked",
+        |s| grants(s, STORAGE_KEY).clear(),
+        &[StorageKmsGrantMissing],
+    ),
+    (
+        "domain key disabled",
+        |s| key(s, DOMAIN_KEY).state = KeyState::Disabled,
+        &[KmsKeyUnusable],
+    ),
+    (
+        "disabled key without grant reports the key only",
+        |s| {
+            key(s, DOMAIN_KEY).state = KeyState::Disabled;
+            grants(s, DOMAIN_KEY).clear();
+        },
+        &[KmsKeyUnusable],
+    ),
+    (
+        "storage key pending deletion",
+        |s| key(s, STORAGE_KEY).state = KeyState::PendingDeletion,
+        &[KmsKeyUnusable],
+    ),
+    (
+        "domain key gone",
+        |s| {
+            s.keys.insert(DOMAIN_KEY.into(), Observed::Absent);
+        },
+        &[KmsKeyUnusable],
+    ),
+    (
+        "AWS managed domain key needs no grant",
+        |s| {
+            let k = key(s, DOMAIN_KEY);
+            k.customer_managed = false;
+            k.grants = None;
+        },
+        &[],
+    ),
+    (
+        "second amazon-connect- domain",
+        |s| {
+            s.connect_domains = Observed::Found(vec![
+                "amazon-connect-acme".into(),
+                "amazon-connect-other".into(),
+            ]);
+        },
+        &[ProfilesCrossDomainExposure],
+    ),
+    (
+        "storage configs unreadable",
+        |s| {
+            s.instances[0].storage = Observed::Unverified(failed("AccessDeniedException: denied"));
+        },
+        &[CheckIncomplete],
+    ),
+    (
+        "role unreadable",
+        |s| {
+            s.roles.insert(
+                ROLE_ARN.into(),
+                Observed::Unverified(failed("AccessDenied: denied")),
+            );
+        },
+        &[CheckIncomplete],
+    ),
+    (
+        "grants unreadable",
+        |s| {
+            key(s, DOMAIN_KEY).grants = Some(Observed::Unverified(failed(
+                "ThrottlingException: slow down",
+            )));
+        },
+        &[CheckIncomplete],
+    ),
+    (
+        "key unreadable",
+        |s| {
+            s.keys.insert(
+                DOMAIN_KEY.into(),
+                Observed::Unverified(failed("AccessDeniedException: denied")),
+            );
+        },
+        &[CheckIncomplete],
+    ),
+    (
+        "domain unreadable",
+        |s| {
+            let reason = Observed::Unverified(failed("ThrottlingException"));
+            s.domains.insert("amazon-connect-acme".into(), reason);
+        },
+        &[CheckIncomplete],
+    ),
+    (
+        "deadline before the role and a key: one page for the instance",
+        |s| {
+            s.roles
+                .insert(ROLE_ARN.into(), Observed::Unverified(Unverified::Deadline));
+            s.keys.insert(
+                STORAGE_KEY.into(),
+                Observed::Unverified(Unverified::Deadline),
+            );
+            s.instances[0].storage = Observed::Unverified(Unverified::Deadline);
+        },
+        &[CheckIncomplete],
+    ),
+    (
+        "deadline does not hide a drift already read",
+        |s| {
+            s.roles
+                .insert(ROLE_ARN.into(), Observed::Unverified(Unverified::Deadline));
+            key(s, DOMAIN_KEY).state = KeyState::Disabled;
+        },
+        &[CheckIncomplete, KmsKeyUnusable],
+    ),
+    (
+        "listing instances failed",
+        |s| {
+            s.incomplete.push(connect_slr_guard::model::Incomplete {
+                instance_arn: None,
+                resource_arn: "arn:aws:connect:eu-west-2:*:instance/*".into(),
+                what: "Amazon Connect instances".into(),
+                reason: failed("ThrottlingException"),
+            });
+        },
+        &[CheckIncomplete],
+    ),
+    (
+        "SLR deleted and key disabled: two root causes",
+        |s| {
+            s.roles.insert(ROLE_ARN.into(), Observed::Absent);
+            key(s, STORAGE_KEY).state = KeyState::Disabled;
+        },
+        &[ConnectSlrMissing, KmsKeyUnusable],
+    ),
+    (
+        "SLR deleted hides grant echoes",
+        |s| {
+            s.roles.insert(ROLE_ARN.into(), Observed::Absent);
+            grants(s, DOMAIN_KEY).clear();
+            grants(s, STORAGE_KEY).clear();
+        },
+        &[ConnectSlrMissing],
+    ),
+    (
+        "instance not active is not checked",
+        |s| {
+            s.instances[0].status = InstanceStatus::CreationFailed;
+            s.roles.insert(ROLE_ARN.into(), Observed::Absent);
+        },
+        &[],
+    ),
+    (
+        "context-only instance is not checked",
+        |s| {
+            s.instances[0].checked = false;
+            s.roles.clear();
+        },
+        &[],
+    ),
+];
+
+#[test]
+fn each_rule_fires_on_its_drift_and_only_there() {
+    for (name, drift, expected) in CASES {
+        let mut snapshot = healthy();
+        drift(&mut snapshot);
+        let mut expected = expected.to_vec();
+        expected.sort();
+        assert_eq!(rules_of(&snapshot), expected, "case: {name}");
+    }
+}
+
+#[test]
+fn every_rule_in_the_catalogue_has_a_case() {
+    let missing: Vec<&str> = RuleId::ALL
+        .iter()
+        .filter(|rule| !CASES.iter().any(|(_, _, fired)| fired.contains(rule)))
+        .map(|rule| rule.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no case in tests/it/rules.rs CASES fires {missing:?}: add one"
+    );
+}
+
+fn rename_domain(s: &mut Snapshot) {
+    let mut domain = s.domains.remove("amazon-connect-acme").unwrap();
+    if let Observed::Found(d) = &mut domain {
+        d.name = "acme-profiles".into();
+    }
+    s.domains.insert("acme-profiles".into(), domain);
+    s.instances[0].domain = Observed::Found(Some("acme-profiles".into()));
+    s.connect_domains = Observed::Found(vec![]);
+}
+
+/// The 31 Jan 2025 Customer Profiles change: a domain created before it with
+/// a customer managed key works only once the SLR holds a grant on the key.
+#[test]
+fn pre_2025_cmk_domain_without_grant_pages_with_the_grant_command() {
+    let mut snapshot = healthy();
+    grants(&mut snapshot, DOMAIN_KEY).clear();
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    assert_eq!(findings.len(), 1);
+    let f = &findings[0];
+    assert_eq!(f.rule, ProfilesKmsGrantMissing);
+    assert_eq!(f.severity.as_str(), "HIGH");
+    assert_eq!(f.instance_arn.as_deref(), Some(INSTANCE_ARN));
+    assert_eq!(f.resource_arn, DOMAIN_KEY);
+    assert_eq!(
+        f.remediation,
+        format!(
+            "aws kms create-grant --key-id {DOMAIN_KEY} --grantee-principal {ROLE_ARN} --operations Decrypt GenerateDataKey --name connect-slr-guard"
+        )
+    );
+}
+
+#[test]
+fn required_operations_are_configurable() {
+    let mut snapshot = healthy();
+    grants(&mut snapshot, DOMAIN_KEY)[0].operations = vec!["Decrypt".into()];
+    let only_decrypt = RuleSettings {
+        required_grant_operations: vec!["Decrypt".into()],
+    };
+    assert!(evaluate(&snapshot, &only_decrypt).is_empty());
+    assert_eq!(evaluate(&snapshot, &RuleSettings::default()).len(), 1);
+}
+
+#[test]
+fn cross_domain_exposure_names_the_instances() {
+    let mut snapshot = healthy();
+    snapshot.connect_domains = Observed::Found(vec![
+        "amazon-connect-acme".into(),
+        "amazon-connect-other".into(),
+    ]);
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0].instance_arn, None);
+    assert_eq!(
+        findings[0].resource_arn,
+        "arn:aws:profile:eu-west-2:111122223333:domains/amazon-connect-other"
+    );
+    assert_eq!(findings[0].details["instances"], json!([INSTANCE_ARN]));
+}
+
+#[test]
+fn check_incomplete_carries_the_reason() {
+    let mut snapshot = healthy();
+    snapshot.instances[0].storage = Observed::Unverified(failed("AccessDeniedException: nope"));
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    assert_eq!(findings[0].rule, CheckIncomplete);
+    assert_eq!(findings[0].details["reason"], "AccessDeniedException: nope");
+    assert!(findings[0].summary.contains("storage configs"));
+}
+
+#[test]
+fn remediation_commands_quote_hostile_names() {
+    let mut snapshot = healthy();
+    role(&mut snapshot).attached_policies.clear();
+    role(&mut snapshot).name = "AWSServiceRoleForAmazonConnect_x;rm -rf ~".into();
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    let detached = findings
+        .iter()
+        .find(|f| f.rule == ConnectSlrPolicyDetached)
+        .unwrap();
+    assert!(
+        detached
+            .remediation
+            .contains("--role-name 'AWSServiceRoleForAmazonConnect_x;rm -rf ~'"),
+        "{}",
+        detached.remediation
+    );
+}
