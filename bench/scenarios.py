@@ -107,7 +107,12 @@ class Scenario:
     def resolve(self, seeded, sweep=False):
         rows = self.sweep_expect if (sweep and self.sweep_expect is not None) else self.expect
         subst = {"{domain_key}": seeded.domain_key, "{storage_key}": seeded.storage_key}
-        return sorted((rule, inst, subst.get(res, res)) for rule, inst, res in rows)
+        return sorted_alerts((rule, inst, subst.get(res, res)) for rule, inst, res in rows)
+
+
+def sorted_alerts(rows):
+    """(rule, instance, resource) rows in a stable order; instance may be None."""
+    return sorted(rows, key=lambda row: tuple(part or "" for part in row))
 
 
 I1 = instance_arn(INSTANCE_ID)
@@ -173,6 +178,14 @@ SCENARIOS = {s.name: s for s in [
     Scenario("access-denied-one-instance", _set(second_instance=True), "connect-update-instance-attribute.json",
              [("CHECK_INCOMPLETE", I2, I2)], "fix the cause above", faults=_deny(OTHER_INSTANCE_ID),
              event_instance=OTHER_INSTANCE_ID, sweep_expect=[("CHECK_INCOMPLETE", I2, I2)]),
+    # A targeted pass that cannot rule an instance out reports it, never silence.
+    Scenario("key-event-storage-unreadable", _set(storage_key_state="Disabled"), "kms-disable-key.json",
+             [("CHECK_INCOMPLETE", I1, I1)], "fix the cause above", event_key="storage",
+             faults={"connect": {"mode": "throttle", "match": "/storage-configs"}}),
+    Scenario("grant-event-profiles-down", _set(domain_grant_ops=None), "kms-revoke-grant.json",
+             [("CHECK_INCOMPLETE", I1, I1)], "fix the cause above", faults={"profile": {"mode": "5xx"}},
+             sweep_expect=[("CHECK_INCOMPLETE", I1, I1),
+                           ("CHECK_INCOMPLETE", None, f"arn:aws:profile:{REGION}:{ACCOUNT}:domains/*")]),
 ]}
 
 

@@ -53,7 +53,7 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
     snapshot.instances = instances;
     read_roles(aws, &mut snapshot, opts).await;
     read_grants(aws, &mut snapshot, opts).await;
-    snapshot.connect_domains = connect_domains(aws, scope, &snapshot).await;
+    snapshot.connect_domains = connect_domains(aws, scope, &snapshot, opts).await;
     snapshot
 }
 
@@ -247,16 +247,22 @@ async fn read_grants(aws: &Aws, snapshot: &mut Snapshot, opts: &Options) {
 
 /// The `amazon-connect-*` domains to judge for cross-domain exposure: all
 /// of them in a sweep, the event's own in a domain pass.
-async fn connect_domains(aws: &Aws, scope: &Scope, snapshot: &Snapshot) -> Observed<Vec<String>> {
+async fn connect_domains(
+    aws: &Aws,
+    scope: &Scope,
+    snapshot: &Snapshot,
+    opts: &Options,
+) -> Observed<Vec<String>> {
     match scope {
-        Scope::Everything => {
-            options::observed(profiles::list_domains(aws).await).map_found(|names| {
+        Scope::Everything => opts
+            .read(profiles::list_domains(aws))
+            .await
+            .map_found(|names| {
                 names
                     .into_iter()
                     .filter(|n| n.starts_with(PROFILES_MANAGED_PREFIX))
                     .collect()
-            })
-        }
+            }),
         Scope::Domain(name)
             if name.starts_with(PROFILES_MANAGED_PREFIX)
                 && matches!(snapshot.domains.get(name), Some(Observed::Found(_))) =>

@@ -97,7 +97,7 @@ impl Options {
     }
 }
 
-pub(super) fn observed<T>(result: Result<T, ReadError>) -> Observed<T> {
+fn observed<T>(result: Result<T, ReadError>) -> Observed<T> {
     match result {
         Ok(value) => Observed::Found(value),
         Err(ReadError::NotFound) => Observed::Absent,

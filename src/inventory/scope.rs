@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 
 use super::connect;
 use crate::aws::{Aws, ReadError};
-use crate::model::{Incomplete, Instance, Snapshot, Unverified, key_uses};
+use crate::model::{Incomplete, Instance, Observed, Snapshot, Unverified, key_uses};
 use crate::trigger::Scope;
 
 /// The instances the scope may concern, before any of their reads.
@@ -67,18 +67,41 @@ pub(super) fn shuffle(instances: &mut [Instance], seed: u64) {
     });
 }
 
-/// Marks the instances this pass verifies; the others are context.
+/// Marks the instances this pass verifies; the others are context. A
+/// targeted pass verifies every instance it cannot rule out: one whose
+/// links could not be read may depend on the event's domain or key, and is
+/// checked (and so reported `CHECK_INCOMPLETE`), never silently skipped.
 pub(super) fn focus(instances: &mut [Instance], scope: &Scope, snapshot: &Snapshot) {
     for instance in instances.iter_mut() {
         instance.checked = match scope {
-            Scope::Domain(name) => instance.domain.found() == Some(&Some(name.clone())),
-            Scope::Key(key) => depends_on_key(snapshot, instance, key),
+            Scope::Domain(name) => match &instance.domain {
+                Observed::Found(linked) => linked.as_deref() == Some(name.as_str()),
+                Observed::Absent => false,
+                Observed::Unverified(_) => true,
+            },
+            Scope::Key(key) => {
+                !links_known(snapshot, instance) || may_use_key(snapshot, instance, key)
+            }
             Scope::Everything | Scope::Instance(_) | Scope::Role(_) => true,
         };
     }
 }
 
-fn depends_on_key(snapshot: &Snapshot, instance: &Instance, key: &str) -> bool {
+/// Whether every key the instance depends on is known: its storage configs,
+/// its domain link and its domain were read.
+fn links_known(snapshot: &Snapshot, instance: &Instance) -> bool {
+    let domain_known = match &instance.domain {
+        Observed::Found(Some(name)) => matches!(
+            snapshot.domains.get(name),
+            Some(Observed::Found(_) | Observed::Absent)
+        ),
+        Observed::Found(None) | Observed::Absent => true,
+        Observed::Unverified(_) => false,
+    };
+    domain_known && !matches!(instance.storage, Observed::Unverified(_))
+}
+
+fn may_use_key(snapshot: &Snapshot, instance: &Instance, key: &str) -> bool {
     let resolved = |r: &str| {
         snapshot
             .keys
@@ -90,8 +113,20 @@ fn depends_on_key(snapshot: &Snapshot, instance: &Instance, key: &str) -> bool {
     key_uses(snapshot, instance)
         .into_iter()
         .any(|(reference, _)| {
-            same_key(reference, key) || (target.is_some() && resolved(reference) == target)
+            if same_key(reference, key) {
+                return true;
+            }
+            match (resolved(reference), &target) {
+                (Some(arn), Some(target)) => arn == *target,
+                // Only an alias needs resolving to compare; one that could
+                // not be resolved may name the key.
+                _ => is_alias(reference) || is_alias(key),
+            }
         })
+}
+
+fn is_alias(reference: &str) -> bool {
+    reference.starts_with("alias/") || reference.contains(":alias/")
 }
 
 /// A key id and the ARN that ends in it name the same key.

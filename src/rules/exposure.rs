@@ -4,14 +4,20 @@
 
 use serde_json::json;
 
+use super::incomplete;
 use super::remedy::sh;
 use super::role::managed_policy_arn_attached;
 use crate::finding::{Finding, RuleId};
-use crate::model::{Instance, Observed, PROFILES_MANAGED_PREFIX, Snapshot, profiles_domain_arn};
+use crate::model::{
+    Incomplete, Instance, Observed, PROFILES_MANAGED_PREFIX, Snapshot, Unverified, arn_partition,
+    profiles_domain_arn,
+};
 
 pub fn cross_domain(snapshot: &Snapshot) -> Vec<Finding> {
-    let Observed::Found(domains) = &snapshot.connect_domains else {
-        return Vec::new();
+    let domains = match &snapshot.connect_domains {
+        Observed::Found(domains) => domains,
+        Observed::Absent => return Vec::new(),
+        Observed::Unverified(reason) => return vec![domains_unread(snapshot, reason)],
     };
     domains
         .iter()
@@ -25,6 +31,24 @@ pub fn cross_domain(snapshot: &Snapshot) -> Vec<Finding> {
             (!outsiders.is_empty()).then(|| finding(snapshot, domain, &outsiders))
         })
         .collect()
+}
+
+/// The account's domains could not be listed: exposure was not judged.
+fn domains_unread(snapshot: &Snapshot, reason: &Unverified) -> Finding {
+    let partition = snapshot
+        .instances
+        .first()
+        .map_or("aws", |i| arn_partition(&i.arn));
+    let account = snapshot.account.as_deref().unwrap_or("*");
+    incomplete::finding(&Incomplete {
+        instance_arn: None,
+        resource_arn: format!(
+            "arn:{partition}:profile:{}:{account}:domains/*",
+            snapshot.region
+        ),
+        what: "Customer Profiles domains".to_owned(),
+        reason: reason.clone(),
+    })
 }
 
 /// An active instance whose SLR (as far as this pass knows) carries the

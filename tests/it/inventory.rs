@@ -399,3 +399,72 @@ async fn a_seed_shuffles_the_sweep_order_so_a_cut_off_tail_moves() {
     assert_eq!(order(Some(1)).await, first, "the same seed, the same order");
     assert_ne!(order(Some(2)).await, first, "another hour, another order");
 }
+
+fn throttled(body: &str) -> HttpResponse {
+    let mut r = http(429, body);
+    r.headers_mut()
+        .insert("x-amzn-errortype", "ThrottlingException");
+    r
+}
+
+#[tokio::test]
+async fn key_event_reports_an_instance_whose_storage_could_not_be_read() {
+    let mut account = Account::healthy();
+    account.connect.first(
+        "ListInstanceStorageConfigs",
+        mock!(aws_sdk_connect::Client::list_instance_storage_configs)
+            .then_http_response(|| throttled(r#"{"message":"Rate exceeded"}"#)),
+    );
+    let snapshot = collect(
+        &account.aws(),
+        &Scope::Key(STORAGE_KEY.into()),
+        &Options::default(),
+    )
+    .await;
+    assert!(
+        snapshot.instances[0].checked,
+        "its storage may use the key: it cannot be ruled out"
+    );
+    assert_eq!(rules_of(&snapshot), vec![RuleId::CheckIncomplete]);
+}
+
+#[tokio::test]
+async fn domain_event_reports_an_instance_whose_link_could_not_be_read() {
+    let mut account = Account::healthy();
+    account.profiles.first(
+        "ListAccountIntegrations",
+        mock!(aws_sdk_customerprofiles::Client::list_account_integrations).then_http_response(
+            || {
+                let mut r = http(500, r#"{"message":"internal"}"#);
+                r.headers_mut()
+                    .insert("x-amzn-errortype", "InternalServerException");
+                r
+            },
+        ),
+    );
+    let snapshot = collect(
+        &account.aws(),
+        &Scope::Domain(DOMAIN.into()),
+        &Options::default(),
+    )
+    .await;
+    assert_eq!(rules_of(&snapshot), vec![RuleId::CheckIncomplete]);
+}
+
+#[tokio::test]
+async fn a_sweep_that_cannot_list_domains_says_so() {
+    let mut account = Account::healthy();
+    account.profiles.first(
+        "ListDomains",
+        mock!(aws_sdk_customerprofiles::Client::list_domains)
+            .then_http_response(|| throttled(r#"{"message":"Rate exceeded"}"#)),
+    );
+    let snapshot = collect(&account.aws(), &Scope::Everything, &Options::default()).await;
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].rule, RuleId::CheckIncomplete);
+    assert_eq!(
+        findings[0].resource_arn,
+        "arn:aws:profile:eu-west-2:111122223333:domains/*"
+    );
+}

@@ -294,6 +294,11 @@ const CASES: &[Case] = &[
         &[CheckIncomplete, KmsKeyUnusable],
     ),
     (
+        "the account's domains could not be listed",
+        |s| s.connect_domains = Observed::Unverified(failed("ThrottlingException")),
+        &[CheckIncomplete],
+    ),
+    (
         "listing instances failed",
         |s| {
             s.incomplete.push(connect_slr_guard::model::Incomplete {
