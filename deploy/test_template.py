@@ -375,6 +375,16 @@ def test_unrelated_iam_and_kms_calls_are_not_routed(template):
     assert matching(template, path_less) == ["KmsApiEvents"]
 
 
+def test_role_names_match_without_regard_to_case(template):
+    """IAM role names are case-insensitive; so are the IAM patterns."""
+    lower = sample("iam-delete-role.json")
+    lower["detail"]["requestParameters"]["roleName"] = "awsserviceroleforamazonconnect_abcdef123456"
+    assert matching(template, lower) == ["IamEvents"]
+    upper = sample("iam-create-service-linked-role.json")
+    upper["detail"]["requestParameters"]["aWSServiceName"] = "CONNECT.amazonaws.com"
+    assert matching(template, upper) == ["IamEvents"]
+
+
 @pytest.fixture(scope="module")
 def triggers() -> list[dict]:
     """The triggers the guard handles: `connect-slr-guard triggers --format json`."""

@@ -186,13 +186,18 @@ pub struct Key {
     pub arn: String,
     pub state: KeyState,
     pub customer_managed: bool,
+    /// The custom key store (CloudHSM or external) the key lives in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_key_store: Option<String>,
     /// Read only for enabled customer managed keys that a checked instance uses.
     pub grants: Option<Observed<Vec<Grant>>>,
 }
 
 impl Key {
+    /// `Updating` (a multi-Region primary key changing Region) still
+    /// serves cryptographic operations.
     pub fn is_usable(&self) -> bool {
-        self.state == KeyState::Enabled
+        matches!(self.state, KeyState::Enabled | KeyState::Updating)
     }
 }
 
@@ -258,6 +263,13 @@ pub struct Grant {
     pub id: String,
     pub grantee: String,
     pub operations: Vec<String>,
+}
+
+/// Whether `name` carries the SLR name prefix. IAM role names are
+/// case-insensitive, so the prefix is too.
+pub fn has_slr_prefix(name: &str) -> bool {
+    name.get(..SLR_NAME_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(SLR_NAME_PREFIX))
 }
 
 /// The role name from a role ARN (the part after the last `/`).

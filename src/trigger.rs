@@ -7,7 +7,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::SLR_NAME_PREFIX;
+use crate::model::{SLR_NAME_PREFIX, has_slr_prefix};
 
 /// EventBridge refuses events over 256 KiB; anything bigger is not one.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -344,7 +344,7 @@ fn connect_role(call: &Call) -> Result<Option<String>, TriggerError> {
     } else {
         call.identifier("roleName", &["/requestParameters"], is_role_name)?
     };
-    Ok(Some(role).filter(|name| name.starts_with(SLR_NAME_PREFIX)))
+    Ok(Some(role).filter(|name| has_slr_prefix(name)))
 }
 
 fn native_kms(event: &EventBridgeEvent<Value>, trigger: Trigger) -> Result<Parsed, TriggerError> {

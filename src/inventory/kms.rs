@@ -13,6 +13,7 @@ pub async fn describe_key(aws: &Aws, key: &str) -> Result<Key, ReadError> {
         arn: metadata.arn().unwrap_or(key).to_owned(),
         state: metadata.key_state().map_or(KeyState::Unknown, key_state),
         customer_managed: metadata.key_manager() == Some(&KeyManagerType::Customer),
+        custom_key_store: metadata.custom_key_store_id().map(str::to_owned),
         grants: None,
     })
 }

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 
 use super::connect;
 use crate::aws::{Aws, ReadError};
-use crate::model::{Incomplete, Instance, Observed, Snapshot, Unverified, key_uses};
+use crate::model::{Incomplete, Instance, Observed, Snapshot, Unverified, key_uses, role_name};
 use crate::trigger::Scope;
 
 /// The instances the scope may concern, before any of their reads.
@@ -17,12 +17,13 @@ pub(super) async fn candidates(aws: &Aws, scope: &Scope) -> Result<Vec<Instance>
             Err(err) => Err(err),
         },
         Scope::Role(name) => {
-            let suffix = format!("/{name}");
+            // IAM role names are case-insensitive: an event may spell it
+            // differently from the instance's ServiceRole.
             let mut all = connect::list_instances(aws).await?;
             all.retain(|i| {
                 i.service_role
                     .as_deref()
-                    .is_some_and(|r| r.ends_with(&suffix))
+                    .is_some_and(|r| role_name(r).eq_ignore_ascii_case(name))
             });
             Ok(all)
         }

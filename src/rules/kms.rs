@@ -19,37 +19,107 @@ pub fn judge(
     instance: &Instance,
     role: Option<&Role>,
 ) -> Vec<Finding> {
-    key_uses(snapshot, instance)
+    uses_by_key(snapshot, instance)
         .into_iter()
-        .filter_map(|(reference, key_use)| match snapshot.keys.get(reference) {
-            None => Some(incomplete::of_instance(
-                instance,
-                reference,
-                "KMS key",
-                &Unverified::NotRead,
-            )),
-            Some(Observed::Unverified(reason)) => Some(incomplete::of_instance(
-                instance, reference, "KMS key", reason,
-            )),
-            Some(Observed::Absent) => Some(unusable(instance, reference, None, key_use)),
-            Some(Observed::Found(key)) if !key.is_usable() => {
-                Some(unusable(instance, &key.arn, Some(key.state), key_use))
-            }
-            Some(Observed::Found(key)) if key.customer_managed => {
-                role.and_then(|role| grant_drift(settings, instance, role, key, key_use))
-            }
-            Some(Observed::Found(_)) => None,
+        .filter_map(|(reference, uses)| {
+            let finding = judge_key(snapshot, settings, instance, role, reference, uses[0])?;
+            Some(naming_every_use(finding, &uses))
         })
         .collect()
 }
 
+/// The instance's key uses, one entry per key whatever name each use gives
+/// it, the domain's use first: a key is one thing to fix, however many
+/// features use it.
+fn uses_by_key<'a>(
+    snapshot: &'a Snapshot,
+    instance: &'a Instance,
+) -> Vec<(&'a str, Vec<KeyUse<'a>>)> {
+    let identity = |reference: &'a str| match snapshot.keys.get(reference) {
+        Some(Observed::Found(key)) => key.arn.as_str(),
+        _ => reference,
+    };
+    let mut grouped: Vec<(&str, Vec<KeyUse>)> = Vec::new();
+    for (reference, key_use) in key_uses(snapshot, instance) {
+        match grouped
+            .iter_mut()
+            .find(|(seen, _)| identity(seen) == identity(reference))
+        {
+            Some((_, uses)) => uses.push(key_use),
+            None => grouped.push((reference, vec![key_use])),
+        }
+    }
+    grouped
+}
+
+/// A finding about a key several features use lists them all.
+fn naming_every_use(mut finding: Finding, uses: &[KeyUse]) -> Finding {
+    if uses.len() > 1
+        && let Some(details) = finding.details.as_object_mut()
+    {
+        let all: Vec<String> = uses.iter().map(|u| describe(*u)).collect();
+        details.insert("uses".to_owned(), json!(all));
+    }
+    finding
+}
+
+fn judge_key(
+    snapshot: &Snapshot,
+    settings: &RuleSettings,
+    instance: &Instance,
+    role: Option<&Role>,
+    reference: &str,
+    key_use: KeyUse,
+) -> Option<Finding> {
+    match snapshot.keys.get(reference) {
+        None => Some(incomplete::of_instance(
+            instance,
+            reference,
+            "KMS key",
+            &Unverified::NotRead,
+        )),
+        Some(Observed::Unverified(reason)) => Some(incomplete::of_instance(
+            instance, reference, "KMS key", reason,
+        )),
+        Some(Observed::Absent) => Some(unusable(instance, reference, None, None, key_use)),
+        Some(Observed::Found(key)) if !key.is_usable() => Some(unusable(
+            instance,
+            &key.arn,
+            Some(key.state),
+            key.custom_key_store.as_deref(),
+            key_use,
+        )),
+        Some(Observed::Found(key)) if key.customer_managed => {
+            role.and_then(|role| grant_drift(settings, instance, role, key, key_use))
+        }
+        Some(Observed::Found(_)) => None,
+    }
+}
+
 /// A key the instance cannot use; `state` is `None` when the key is gone.
-fn unusable(instance: &Instance, key: &str, state: Option<KeyState>, key_use: KeyUse) -> Finding {
+fn unusable(
+    instance: &Instance,
+    key: &str,
+    state: Option<KeyState>,
+    custom_key_store: Option<&str>,
+    key_use: KeyUse,
+) -> Finding {
     let remediation = match state {
         Some(KeyState::Disabled) => format!("aws kms enable-key --key-id {}", sh(key)),
         Some(KeyState::PendingDeletion) => format!(
             "aws kms cancel-key-deletion --key-id {0} && aws kms enable-key --key-id {0}",
             sh(key)
+        ),
+        Some(KeyState::PendingImport) => format!(
+            "re-import the key material: aws kms get-parameters-for-import --key-id {0} \
+             --wrapping-algorithm RSAES_OAEP_SHA_256 --wrapping-key-spec RSA_2048, wrap it, then \
+             aws kms import-key-material --key-id {0} --encrypted-key-material fileb://<wrapped> \
+             --import-token fileb://<token> --expiration-model KEY_MATERIAL_DOES_NOT_EXPIRE",
+            sh(key)
+        ),
+        Some(KeyState::Unavailable) => format!(
+            "reconnect the key's custom key store: aws kms connect-custom-key-store --custom-key-store-id {}",
+            custom_key_store.map_or("<id from aws kms describe-key>".to_owned(), sh)
         ),
         _ => match key_use {
             KeyUse::Domain(domain) => format!(

@@ -77,7 +77,15 @@ fn usable_role<'a>(
         return None;
     };
     let reason = match snapshot.roles.get(role_arn) {
-        Some(Observed::Found(role)) => return Some(role),
+        // A role that is not Connect's SLR is the root cause; what depends
+        // on the role would only echo it.
+        Some(Observed::Found(role)) => match role::not_service_linked(instance, role) {
+            Some(finding) => {
+                findings.push(finding);
+                return None;
+            }
+            None => return Some(role),
+        },
         Some(Observed::Absent) => {
             findings.push(role::missing(instance, role_arn));
             return None;

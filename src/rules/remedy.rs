@@ -2,7 +2,7 @@
 //! AWS reads and events, and a command an operator pastes must never run
 //! anything it was not meant to.
 
-use crate::model::{SLR_NAME_PREFIX, arn_partition, role_name};
+use crate::model::{SLR_NAME_PREFIX, arn_partition, has_slr_prefix, role_name};
 
 /// Quotes `value` for a POSIX shell when it holds anything but plain
 /// identifier characters.
@@ -26,8 +26,9 @@ pub fn managed_policy_arn(role_arn: &str) -> String {
 }
 
 pub fn create_slr(role_arn: &str) -> String {
-    let suffix = role_name(role_arn)
-        .strip_prefix(SLR_NAME_PREFIX)
+    let name = role_name(role_arn);
+    let suffix = has_slr_prefix(name)
+        .then(|| &name[SLR_NAME_PREFIX.len()..])
         .and_then(|rest| rest.strip_prefix('_'))
         .map(|s| format!(" --custom-suffix {}", sh(s)))
         .unwrap_or_default();

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use super::remedy::{create_slr, managed_policy_arn, sh};
 use crate::finding::{Finding, RuleId};
 use crate::model::{
-    Instance, Observed, PROFILES_MANAGED_PREFIX, Role, SLR_NAME_PREFIX, SLR_PATH, Snapshot,
-    StorageConfig, profiles_domain_arn, role_name,
+    Instance, Observed, PROFILES_MANAGED_PREFIX, Role, SLR_PATH, Snapshot, StorageConfig,
+    has_slr_prefix, profiles_domain_arn, role_name,
 };
 use crate::policy;
 
@@ -39,10 +39,9 @@ pub fn missing(instance: &Instance, role_arn: &str) -> Finding {
         .remediation(create_slr(role_arn))
 }
 
-/// The rules that need the role to exist.
+/// The rules that need the role to exist and be Connect's SLR.
 pub fn judge(snapshot: &Snapshot, instance: &Instance, role: &Role) -> Vec<Finding> {
     let mut findings: Vec<Finding> = [
-        not_service_linked(instance, role),
         trust_drift(instance, role),
         policy_detached(instance, role),
         domain_access_missing(snapshot, instance, role),
@@ -54,8 +53,8 @@ pub fn judge(snapshot: &Snapshot, instance: &Instance, role: &Role) -> Vec<Findi
     findings
 }
 
-fn not_service_linked(instance: &Instance, role: &Role) -> Option<Finding> {
-    if role.path == SLR_PATH && role.name.starts_with(SLR_NAME_PREFIX) {
+pub fn not_service_linked(instance: &Instance, role: &Role) -> Option<Finding> {
+    if role.path == SLR_PATH && has_slr_prefix(&role.name) {
         return None;
     }
     Some(

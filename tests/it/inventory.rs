@@ -468,3 +468,16 @@ async fn a_sweep_that_cannot_list_domains_says_so() {
         "arn:aws:profile:eu-west-2:111122223333:domains/*"
     );
 }
+
+#[tokio::test]
+async fn a_role_event_finds_its_instance_whatever_the_case() {
+    let account = Account::healthy();
+    let scope = Scope::Role(ROLE_NAME.to_ascii_uppercase());
+    let snapshot = collect(&account.aws(), &scope, &Options::default()).await;
+    assert_eq!(
+        snapshot.instances.len(),
+        1,
+        "IAM role names are case-insensitive"
+    );
+    assert!(snapshot.instances[0].checked);
+}

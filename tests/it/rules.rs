@@ -40,6 +40,18 @@ fn grants<'a>(s: &'a mut Snapshot, arn: &str) -> &'a mut Vec<Grant> {
     }
 }
 
+/// Points the call recordings' storage config at `arn`.
+fn recordings_key(s: &mut Snapshot, arn: &str) {
+    let Observed::Found(configs) = &mut s.instances[0].storage else {
+        panic!("fixture has storage configs")
+    };
+    let recordings = configs
+        .iter_mut()
+        .find(|c| c.resource_type == "CALL_RECORDINGS")
+        .expect("fixture records calls");
+    recordings.kms_key = Some(arn.into());
+}
+
 type Drift = fn(&mut Snapshot);
 
 /// One drift applied to the healthy snapshot, and the rules it must fire.
@@ -63,6 +75,11 @@ const CASES: &[Case] = &[
         "role outside the SLR path",
         |s| role(s).path = "/".into(),
         &[ConnectSlrNotServiceLinked],
+    ),
+    (
+        "role name prefix in another case is still Connect's",
+        |s| role(s).name = "awsserviceroleforamazonconnect_AbCdEf123456".into(),
+        &[],
     ),
     (
         "role without the SLR name prefix",
@@ -299,6 +316,48 @@ const CASES: &[Case] = &[
         &[CheckIncomplete],
     ),
     (
+        "not service-linked hides what depends on the role",
+        |s| {
+            role(s).path = "/".into();
+            role(s).attached_policies.clear();
+            role(s).inline_policies.clear();
+            grants(s, DOMAIN_KEY).clear();
+            grants(s, STORAGE_KEY).clear();
+        },
+        &[ConnectSlrNotServiceLinked],
+    ),
+    (
+        "one key for the domain and recordings, grant missing: one page",
+        |s| {
+            recordings_key(s, DOMAIN_KEY);
+            grants(s, DOMAIN_KEY).clear();
+        },
+        &[ProfilesKmsGrantMissing],
+    ),
+    (
+        "one key for the domain and recordings, disabled: one page",
+        |s| {
+            recordings_key(s, DOMAIN_KEY);
+            key(s, DOMAIN_KEY).state = KeyState::Disabled;
+        },
+        &[KmsKeyUnusable],
+    ),
+    (
+        "a multi-Region key changing its primary Region still serves",
+        |s| key(s, DOMAIN_KEY).state = KeyState::Updating,
+        &[],
+    ),
+    (
+        "imported key material missing",
+        |s| key(s, STORAGE_KEY).state = KeyState::PendingImport,
+        &[KmsKeyUnusable],
+    ),
+    (
+        "custom key store disconnected",
+        |s| key(s, STORAGE_KEY).state = KeyState::Unavailable,
+        &[KmsKeyUnusable],
+    ),
+    (
         "listing instances failed",
         |s| {
             s.incomplete.push(connect_slr_guard::model::Incomplete {
@@ -454,5 +513,44 @@ fn remediation_commands_quote_hostile_names() {
             .contains("--role-name 'AWSServiceRoleForAmazonConnect_x;rm -rf ~'"),
         "{}",
         detached.remediation
+    );
+}
+
+#[test]
+fn one_key_for_several_features_names_every_use() {
+    let mut snapshot = healthy();
+    recordings_key(&mut snapshot, DOMAIN_KEY);
+    grants(&mut snapshot, DOMAIN_KEY).clear();
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(
+        findings[0].details["uses"],
+        json!([
+            "Customer Profiles domain amazon-connect-acme",
+            "CALL_RECORDINGS storage"
+        ])
+    );
+}
+
+#[test]
+fn each_unusable_state_gets_its_own_fix() {
+    let fix = |state: KeyState, store: Option<&str>| {
+        let mut snapshot = healthy();
+        key(&mut snapshot, STORAGE_KEY).state = state;
+        key(&mut snapshot, STORAGE_KEY).custom_key_store = store.map(str::to_owned);
+        evaluate(&snapshot, &RuleSettings::default())[0]
+            .remediation
+            .clone()
+    };
+    assert!(fix(KeyState::Disabled, None).starts_with("aws kms enable-key"));
+    assert!(fix(KeyState::PendingDeletion, None).starts_with("aws kms cancel-key-deletion"));
+    let import = fix(KeyState::PendingImport, None);
+    assert!(
+        import.contains("aws kms import-key-material --key-id"),
+        "{import}"
+    );
+    assert_eq!(
+        fix(KeyState::Unavailable, Some("cks-1234567890abcdef0")),
+        "reconnect the key's custom key store: aws kms connect-custom-key-store --custom-key-store-id cks-1234567890abcdef0"
     );
 }

@@ -109,6 +109,17 @@ fn field_casing_is_not_trusted() {
 }
 
 #[test]
+fn role_names_are_matched_without_regard_to_case() {
+    let mut e = event("iam-detach-role-policy.json");
+    let lower = ROLE.to_ascii_lowercase();
+    e["detail"]["requestParameters"]["roleName"] = json!(lower);
+    assert!(
+        matches!(parse(e).unwrap(), Parsed::Check { scope: Scope::Role(r), .. } if r == lower),
+        "IAM role names are case-insensitive"
+    );
+}
+
+#[test]
 fn failed_calls_are_acknowledged_without_a_pass() {
     let mut e = event("iam-delete-service-linked-role.json");
     e["detail"]["errorCode"] = json!("AccessDenied");
