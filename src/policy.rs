@@ -152,6 +152,14 @@ fn is_connect_service(kind: &str, value: &str) -> bool {
     kind == "Service" && value.eq_ignore_ascii_case(CONNECT_SERVICE_PRINCIPAL)
 }
 
+/// The STS calls that assume a role: whoever a trust policy lets make any
+/// of them gets in (web identity and SAML federation included).
+const ASSUME_ACTIONS: [&str; 3] = [
+    "sts:AssumeRole",
+    "sts:AssumeRoleWithWebIdentity",
+    "sts:AssumeRoleWithSAML",
+];
+
 /// Problems with a trust policy that must admit exactly
 /// `connect.amazonaws.com`; empty when it does.
 pub fn trust_problems(document: &Value) -> Vec<String> {
@@ -159,35 +167,62 @@ pub fn trust_problems(document: &Value) -> Vec<String> {
     let mut connect_allowed = false;
     let mut connect_denied = false;
     for stmt in statements(document) {
-        if !stmt.actions.matches("sts:AssumeRole", true) {
-            continue;
-        }
-        if stmt.not_principal.is_some() {
-            if stmt.effect == Effect::Allow {
-                problems.push("an Allow statement uses NotPrincipal, admitting every principal it does not name".to_owned());
+        match stmt.effect {
+            Effect::Allow if ASSUME_ACTIONS.iter().any(|a| stmt.actions.matches(a, true)) => {
+                connect_allowed |= admit(&stmt, &mut problems);
             }
-            continue;
-        }
-        let named = stmt.principal.map(principals).unwrap_or_default();
-        for (kind, value) in named {
-            match stmt.effect {
-                Effect::Allow if is_connect_service(kind, value) => connect_allowed = true,
-                Effect::Allow => problems.push(format!("admits {kind} principal {value}")),
-                // A conditional Deny (e.g. on aws:SecureTransport) narrows
-                // how Connect may assume the role; it does not shut it out.
-                Effect::Deny
-                    if !stmt.conditional && (kind == "*" || is_connect_service(kind, value)) =>
-                {
-                    connect_denied = true
-                }
-                Effect::Deny => {}
+            // Connect itself calls sts:AssumeRole; only a Deny of that
+            // call, and only an unconditional one, certainly shuts it out.
+            Effect::Deny if !stmt.conditional && stmt.actions.matches("sts:AssumeRole", true) => {
+                connect_denied |= denies_connect(&stmt);
             }
+            Effect::Allow | Effect::Deny => {}
         }
     }
     if !connect_allowed || connect_denied {
         problems.push(format!("does not admit {CONNECT_SERVICE_PRINCIPAL}"));
     }
     problems
+}
+
+/// Records who an Allow statement lets in besides Connect; true when it
+/// lets Connect in.
+fn admit(stmt: &Statement, problems: &mut Vec<String>) -> bool {
+    if stmt.not_principal.is_some() {
+        problems.push(
+            "an Allow statement uses NotPrincipal, admitting every principal it does not name"
+                .to_owned(),
+        );
+        return false;
+    }
+    let mut connect = false;
+    for (kind, value) in stmt.principal.map(principals).unwrap_or_default() {
+        if is_connect_service(kind, value) {
+            connect = true;
+        } else {
+            problems.push(format!("admits {kind} principal {value}"));
+        }
+    }
+    connect
+}
+
+/// Whether a Deny statement covers `connect.amazonaws.com`: it names it or
+/// everyone (`"*"`, `{"AWS": "*"}`), or its `NotPrincipal` leaves it out.
+fn denies_connect(stmt: &Statement) -> bool {
+    if let Some(spared) = stmt.not_principal {
+        return !principals(spared)
+            .into_iter()
+            .any(|(kind, value)| is_connect_service(kind, value));
+    }
+    stmt.principal
+        .map(principals)
+        .unwrap_or_default()
+        .into_iter()
+        .any(|(kind, value)| is_everyone(kind, value) || is_connect_service(kind, value))
+}
+
+fn is_everyone(kind: &str, value: &str) -> bool {
+    kind == "*" || (kind == "AWS" && value == "*")
 }
 
 /// Whether the identity policies allow `action` on `resource`, with an
@@ -206,26 +241,39 @@ pub fn allows(documents: &[&Value], action: &str, resource: &str) -> bool {
     allowed && !denied
 }
 
-/// Whether any Allow statement grants some action of `service` (e.g.
-/// `profile`) on `resource`. Used where AWS documents no exact action list.
+/// Whether some Allow statement grants an action of `service` (e.g.
+/// `profile`) on `resource`, and no Deny takes every action of it away.
+/// Used where AWS documents no exact action list; a Deny of only some of
+/// the service's actions cannot be judged and does not count.
 pub fn allows_any_action_of(documents: &[&Value], service: &str, resource: &str) -> bool {
-    let prefix = format!("{service}:");
-    documents.iter().flat_map(|d| statements(d)).any(|stmt| {
-        let names_service = match &stmt.actions {
-            Matcher::Only(patterns) => patterns.iter().any(|p| {
-                *p == "*"
-                    || p.to_ascii_lowercase()
-                        .starts_with(&prefix.to_ascii_lowercase())
-            }),
-            Matcher::AllBut(_) => true,
-        };
-        stmt.effect == Effect::Allow
-            && names_service
-            && stmt
-                .resources
-                .as_ref()
-                .is_some_and(|r| r.matches(resource, false))
-    })
+    let prefix = format!("{service}:").to_ascii_lowercase();
+    let all: Vec<Statement> = documents.iter().flat_map(|d| statements(d)).collect();
+    let on_resource = |stmt: &Statement| {
+        stmt.resources
+            .as_ref()
+            .is_some_and(|r| r.matches(resource, false))
+    };
+    let names_service = |stmt: &Statement| match &stmt.actions {
+        Matcher::Only(patterns) => patterns
+            .iter()
+            .any(|p| *p == "*" || p.to_ascii_lowercase().starts_with(&prefix)),
+        Matcher::AllBut(_) => true,
+    };
+    let takes_all = |stmt: &Statement| match &stmt.actions {
+        Matcher::Only(patterns) => patterns
+            .iter()
+            .any(|p| *p == "*" || p.eq_ignore_ascii_case(&format!("{service}:*"))),
+        Matcher::AllBut(patterns) => !patterns
+            .iter()
+            .any(|p| p.to_ascii_lowercase().starts_with(&prefix) || *p == "*"),
+    };
+    let allowed = all
+        .iter()
+        .any(|s| s.effect == Effect::Allow && names_service(s) && on_resource(s));
+    let denied = all
+        .iter()
+        .any(|s| s.effect == Effect::Deny && !s.conditional && takes_all(s) && on_resource(s));
+    allowed && !denied
 }
 
 #[cfg(test)]

@@ -256,10 +256,6 @@ impl Service {
                 "AssociateInstanceStorageConfig",
                 "UpdateInstanceStorageConfig",
                 "DisassociateInstanceStorageConfig",
-                "AssociateBot",
-                "DisassociateBot",
-                "AssociateLexBot",
-                "DisassociateLexBot",
             ],
             Service::Profiles => &[
                 "CreateDomain",

@@ -174,6 +174,10 @@ fn harmless_statement() -> impl Strategy<Value = Value> {
         Just(
             json!({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::444455556666:root"}, "Action": "sts:GetCallerIdentity"})
         ),
+        // Everyone but Connect is shut out.
+        Just(
+            json!({"Effect": "Deny", "NotPrincipal": {"Service": "connect.amazonaws.com"}, "Action": "sts:AssumeRole"})
+        ),
     ]
 }
 
@@ -198,6 +202,17 @@ fn drifting_statement() -> impl Strategy<Value = Value> {
         Just(
             json!({"Effect": "Deny", "Principal": {"Service": "connect.amazonaws.com"}, "Action": "sts:AssumeRole"})
         ),
+        Just(
+            json!({"Effect": "Allow", "Principal": {"Federated": "accounts.google.com"}, "Action": "sts:AssumeRoleWithWebIdentity"})
+        ),
+        Just(
+            json!({"Effect": "Allow", "Principal": {"Federated": "arn:aws:iam::111122223333:saml-provider/Okta"}, "Action": ["sts:AssumeRoleWithSAML"]})
+        ),
+        // A Deny whose NotPrincipal leaves Connect out denies Connect.
+        Just(
+            json!({"Effect": "Deny", "NotPrincipal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "sts:AssumeRole"})
+        ),
+        Just(json!({"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})),
     ]
 }
 

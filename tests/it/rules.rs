@@ -156,6 +156,39 @@ const CASES: &[Case] = &[
         &[],
     ),
     (
+        "domain without prefix, inline access taken back by a Deny",
+        |s| {
+            rename_domain(s);
+            role(s)
+                .inline_policies
+                .push(connect_slr_guard::model::InlinePolicy {
+                    name: "ConnectCustomerProfiles".into(),
+                    document: json!({"Statement": [
+                    {"Effect": "Allow", "Action": "profile:*", "Resource": "*"},
+                    {"Effect": "Deny", "Action": "profile:*",
+                     "Resource": "arn:aws:profile:eu-west-2:111122223333:domains/acme-profiles"}]}),
+                });
+        },
+        &[ProfilesDomainAccessMissing],
+    ),
+    (
+        "trust admits a web identity federation",
+        |s| {
+            role(s).trust_policy = json!({"Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "connect.amazonaws.com"}, "Action": "sts:AssumeRole"},
+                {"Effect": "Allow", "Principal": {"Federated": "accounts.google.com"}, "Action": "sts:AssumeRoleWithWebIdentity"}]});
+        },
+        &[ConnectSlrTrustDrift],
+    ),
+    (
+        "trust denies everyone but another account, Connect included",
+        |s| {
+            role(s).trust_policy["Statement"].as_array_mut().unwrap().push(json!(
+                {"Effect": "Deny", "NotPrincipal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "sts:AssumeRole"}));
+        },
+        &[ConnectSlrTrustDrift],
+    ),
+    (
         "domain key grant revoked",
         |s| grants(s, DOMAIN_KEY).clear(),
         &[ProfilesKmsGrantMissing],
