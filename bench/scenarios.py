@@ -178,6 +178,11 @@ SCENARIOS = {s.name: s for s in [
     Scenario("access-denied-one-instance", _set(second_instance=True), "connect-update-instance-attribute.json",
              [("CHECK_INCOMPLETE", I2, I2)], "fix the cause above", faults=_deny(OTHER_INSTANCE_ID),
              event_instance=OTHER_INSTANCE_ID, sweep_expect=[("CHECK_INCOMPLETE", I2, I2)]),
+    # DeleteServiceLinkedRole only starts a task: the role is still there.
+    Scenario("slr-deletion-pending", _set(), "iam-delete-service-linked-role.json",
+             [("CONNECT_SLR_MISSING", I1, ROLE_ARN)],
+             "aws iam create-service-linked-role --aws-service-name connect.amazonaws.com --custom-suffix "
+             + ROLE_NAME.split("_")[1], sweep_expect=[]),
     # A targeted pass that cannot rule an instance out reports it, never silence.
     Scenario("key-event-storage-unreadable", _set(storage_key_state="Disabled"), "kms-disable-key.json",
              [("CHECK_INCOMPLETE", I1, I1)], "fix the cause above", event_key="storage",

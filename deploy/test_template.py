@@ -63,7 +63,10 @@ ALLOWED: dict[str, list[Any]] = {
     "profile:GetDomain": [sub("arn:${AWS::Partition}:profile:${AWS::Region}:${AWS::AccountId}:domains/*")],
     **{
         f"iam:{a}": [sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*AWSServiceRoleForAmazonConnect*")]
-        for a in ("GetRole", "ListAttachedRolePolicies", "ListRolePolicies", "GetRolePolicy")
+        for a in (
+            "GetRole", "ListAttachedRolePolicies", "ListRolePolicies", "GetRolePolicy",
+            "GetServiceLinkedRoleDeletionStatus",
+        )
     },
     **{
         f"kms:{a}": [sub("arn:${AWS::Partition}:kms:${AWS::Region}:*:key/*")]

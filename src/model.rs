@@ -94,6 +94,44 @@ pub struct Snapshot {
     pub connect_domains: Observed<Vec<String>>,
     /// Reads that failed before any instance could be named (e.g. ListInstances).
     pub incomplete: Vec<Incomplete>,
+    /// Service-linked role deletions an event started, and how far they got.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slr_deletions: Vec<SlrDeletion>,
+}
+
+/// A `DeleteServiceLinkedRole` task: IAM deletes the role asynchronously,
+/// so the role may still be read while it is going.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlrDeletion {
+    pub role_name: String,
+    pub task_id: String,
+    pub status: Observed<DeletionStatus>,
+}
+
+/// `GetServiceLinkedRoleDeletionStatus`'s `Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeletionStatus {
+    NotStarted,
+    InProgress,
+    Succeeded,
+    Failed,
+}
+
+impl DeletionStatus {
+    /// Whether the role is gone or going: everything but a failed task.
+    pub fn removes_the_role(self) -> bool {
+        !matches!(self, DeletionStatus::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionStatus::NotStarted => "NOT_STARTED",
+            DeletionStatus::InProgress => "IN_PROGRESS",
+            DeletionStatus::Succeeded => "SUCCEEDED",
+            DeletionStatus::Failed => "FAILED",
+        }
+    }
 }
 
 impl Default for Observed<Vec<String>> {

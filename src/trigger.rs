@@ -23,11 +23,36 @@ pub enum Scope {
     /// One instance, by id.
     Instance(String),
     /// The instances whose service role has this name.
-    Role(String),
+    Role(RoleRef),
     /// The instances linked to this Customer Profiles domain.
     Domain(String),
     /// The instances that depend on this KMS key (id, ARN or alias).
     Key(String),
+}
+
+/// A role an IAM event names, and the deletion task when the event started
+/// one (`DeleteServiceLinkedRole` deletes asynchronously, so the role can
+/// still be read right after the event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRef {
+    pub name: String,
+    pub deletion_task: Option<String>,
+}
+
+impl From<&str> for RoleRef {
+    fn from(name: &str) -> Self {
+        RoleRef {
+            name: name.to_owned(),
+            deletion_task: None,
+        }
+    }
+}
+
+/// A role scope is shown by its name alone.
+impl Serialize for RoleRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name)
+    }
 }
 
 /// Who or what started the pass, as carried into alerts.
@@ -178,7 +203,10 @@ fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, 
     };
     let scope = match service {
         Service::Iam => match connect_role(&call)? {
-            Some(role) => Scope::Role(role),
+            Some(name) => Scope::Role(RoleRef {
+                name,
+                deletion_task: deletion_task(&call)?,
+            }),
             None => {
                 return Ok(ignore(
                     format!("{}: not an Amazon Connect service-linked role", call.name),
@@ -343,6 +371,23 @@ fn connect_role(call: &Call) -> Result<Option<String>, TriggerError> {
     Ok(Some(role).filter(|name| has_slr_prefix(name)))
 }
 
+/// The deletion task a `DeleteServiceLinkedRole` started, if recorded.
+fn deletion_task(call: &Call) -> Result<Option<String>, TriggerError> {
+    if call.name != "DeleteServiceLinkedRole" {
+        return Ok(None);
+    }
+    call.find("deletionTaskId", &["/responseElements"])
+        .map(|task| {
+            validated(
+                call,
+                "responseElements.deletionTaskId",
+                task,
+                is_deletion_task,
+            )
+        })
+        .transpose()
+}
+
 fn native_kms(event: &EventBridgeEvent<Value>, trigger: Trigger) -> Result<Parsed, TriggerError> {
     let from_detail = event.detail.get("key-id").and_then(Value::as_str);
     let from_resources = event
@@ -470,6 +515,11 @@ fn charset_ok(value: &str, max: usize, extra: &str) -> bool {
 /// IAM role names: `[\w+=,.@-]{1,64}`.
 pub fn is_role_name(value: &str) -> bool {
     charset_ok(value, 64, "_+=,.@-")
+}
+
+/// `task/aws-service-role/<service>/<role>/<uuid>`, at most 1000 characters.
+pub fn is_deletion_task(value: &str) -> bool {
+    value.starts_with("task/") && charset_ok(value, 1000, "/_+=,.@-")
 }
 
 /// Connect instance ids are UUIDs; allow any short id of that alphabet.

@@ -3,7 +3,7 @@
 use futures_util::future::try_join;
 
 use crate::aws::{Aws, ReadError};
-use crate::model::{InlinePolicy, Role};
+use crate::model::{DeletionStatus, InlinePolicy, Role};
 use crate::policy::decode_document;
 
 #[tracing::instrument(skip(aws))]
@@ -68,4 +68,26 @@ async fn inline_policies(aws: &Aws, role_name: &str) -> Result<Vec<InlinePolicy>
         policies.push(InlinePolicy { name, document });
     }
     Ok(policies)
+}
+
+/// How far a service-linked role deletion task got.
+#[tracing::instrument(skip(aws))]
+pub async fn deletion_status(aws: &Aws, task_id: &str) -> Result<DeletionStatus, ReadError> {
+    use aws_sdk_iam::types::DeletionTaskStatusType as Status;
+    let output = aws
+        .iam
+        .get_service_linked_role_deletion_status()
+        .deletion_task_id(task_id)
+        .send()
+        .await?;
+    match output.status() {
+        Status::NotStarted => Ok(DeletionStatus::NotStarted),
+        Status::InProgress => Ok(DeletionStatus::InProgress),
+        Status::Succeeded => Ok(DeletionStatus::Succeeded),
+        Status::Failed => Ok(DeletionStatus::Failed),
+        other => Err(ReadError::Failed(format!(
+            "unknown deletion status {}",
+            other.as_str()
+        ))),
+    }
 }

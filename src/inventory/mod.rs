@@ -19,9 +19,10 @@ pub use options::{Options, Progress};
 
 use crate::aws::Aws;
 use crate::model::{
-    Instance, Observed, PROFILES_MANAGED_PREFIX, Snapshot, arn_account, key_uses, role_name,
+    Instance, Observed, PROFILES_MANAGED_PREFIX, SlrDeletion, Snapshot, arn_account, key_uses,
+    role_name,
 };
-use crate::trigger::Scope;
+use crate::trigger::{RoleRef, Scope};
 
 /// Reads what `scope` needs into a snapshot, step by step.
 pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
@@ -52,6 +53,7 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
     }
     snapshot.instances = instances;
     read_roles(aws, &mut snapshot, opts).await;
+    read_deletion(aws, scope, &mut snapshot, opts).await;
     read_grants(aws, &mut snapshot, opts).await;
     snapshot.connect_domains = connect_domains(aws, scope, &snapshot, opts).await;
     snapshot
@@ -220,6 +222,24 @@ async fn read_roles(aws: &Aws, snapshot: &mut Snapshot, opts: &Options) {
             iam::read_role(aws, role_name(&arn)).await
         })
         .await;
+}
+
+/// The deletion task a `DeleteServiceLinkedRole` event started: until it
+/// ends, reading the role proves nothing.
+async fn read_deletion(aws: &Aws, scope: &Scope, snapshot: &mut Snapshot, opts: &Options) {
+    let Scope::Role(RoleRef {
+        name,
+        deletion_task: Some(task_id),
+    }) = scope
+    else {
+        return;
+    };
+    let status = opts.read(iam::deletion_status(aws, task_id)).await;
+    snapshot.slr_deletions.push(SlrDeletion {
+        role_name: name.clone(),
+        task_id: task_id.clone(),
+        status,
+    });
 }
 
 /// Grants of the enabled customer managed keys that checked instances use.

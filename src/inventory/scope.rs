@@ -16,14 +16,14 @@ pub(super) async fn candidates(aws: &Aws, scope: &Scope) -> Result<Vec<Instance>
             Err(ReadError::NotFound) => Ok(Vec::new()),
             Err(err) => Err(err),
         },
-        Scope::Role(name) => {
+        Scope::Role(role) => {
             // IAM role names are case-insensitive: an event may spell it
             // differently from the instance's ServiceRole.
             let mut all = connect::list_instances(aws).await?;
             all.retain(|i| {
                 i.service_role
                     .as_deref()
-                    .is_some_and(|r| role_name(r).eq_ignore_ascii_case(name))
+                    .is_some_and(|r| role_name(r).eq_ignore_ascii_case(&role.name))
             });
             Ok(all)
         }

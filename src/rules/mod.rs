@@ -79,13 +79,17 @@ fn usable_role<'a>(
     let reason = match snapshot.roles.get(role_arn) {
         // A role that is not Connect's SLR is the root cause; what depends
         // on the role would only echo it.
-        Some(Observed::Found(role)) => match role::not_service_linked(instance, role) {
-            Some(finding) => {
-                findings.push(finding);
-                return None;
+        Some(Observed::Found(role)) => {
+            let unusable = role::being_deleted(snapshot, instance, role_arn)
+                .or_else(|| role::not_service_linked(instance, role));
+            match unusable {
+                Some(finding) => {
+                    findings.push(finding);
+                    return None;
+                }
+                None => return Some(role),
             }
-            None => return Some(role),
-        },
+        }
         Some(Observed::Absent) => {
             findings.push(role::missing(instance, role_arn));
             return None;

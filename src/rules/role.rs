@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::incomplete;
 use super::remedy::{create_slr, managed_policy_arn, sh};
 use crate::finding::{Finding, RuleId};
 use crate::model::{
@@ -37,6 +38,40 @@ pub fn missing(instance: &Instance, role_arn: &str) -> Finding {
         ))
         .details(json!({ "instance_id": instance.id, "role_arn": role_arn }))
         .remediation(create_slr(role_arn))
+}
+
+/// A role an event started deleting is as good as gone: IAM deletes it
+/// asynchronously, so it may still be read. A task whose status could not
+/// be read is `CHECK_INCOMPLETE`; a failed task leaves the role in place.
+pub fn being_deleted(snapshot: &Snapshot, instance: &Instance, role_arn: &str) -> Option<Finding> {
+    let deletion = snapshot
+        .slr_deletions
+        .iter()
+        .find(|d| d.role_name.eq_ignore_ascii_case(role_name(role_arn)))?;
+    match &deletion.status {
+        Observed::Found(status) if status.removes_the_role() => Some(
+            missing(instance, role_arn)
+                .summary(format!(
+                    "Service-linked role {} of instance {} is being deleted ({})",
+                    role_name(role_arn),
+                    instance.label(),
+                    status.as_str()
+                ))
+                .details(json!({
+                    "instance_id": instance.id,
+                    "role_arn": role_arn,
+                    "deletion_task": deletion.task_id,
+                    "deletion_status": status.as_str(),
+                })),
+        ),
+        Observed::Found(_) | Observed::Absent => None,
+        Observed::Unverified(reason) => Some(incomplete::of_instance(
+            instance,
+            role_arn,
+            "service-linked role deletion task",
+            reason,
+        )),
+    }
 }
 
 /// The rules that need the role to exist and be Connect's SLR.

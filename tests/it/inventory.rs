@@ -13,7 +13,7 @@ use connect_slr_guard::finding::RuleId;
 use connect_slr_guard::inventory::{Options, Progress, collect};
 use connect_slr_guard::model::{Observed, Unverified};
 use connect_slr_guard::rules::{RuleSettings, evaluate};
-use connect_slr_guard::trigger::Scope;
+use connect_slr_guard::trigger::{RoleRef, Scope};
 
 use super::support::*;
 
@@ -472,7 +472,7 @@ async fn a_sweep_that_cannot_list_domains_says_so() {
 #[tokio::test]
 async fn a_role_event_finds_its_instance_whatever_the_case() {
     let account = Account::healthy();
-    let scope = Scope::Role(ROLE_NAME.to_ascii_uppercase());
+    let scope = Scope::Role(ROLE_NAME.to_ascii_uppercase().as_str().into());
     let snapshot = collect(&account.aws(), &scope, &Options::default()).await;
     assert_eq!(
         snapshot.instances.len(),
@@ -480,4 +480,31 @@ async fn a_role_event_finds_its_instance_whatever_the_case() {
         "IAM role names are case-insensitive"
     );
     assert!(snapshot.instances[0].checked);
+}
+
+#[tokio::test]
+async fn a_role_being_deleted_is_missing_though_it_can_still_be_read() {
+    let mut account = Account::healthy();
+    account.iam.first(
+        "GetServiceLinkedRoleDeletionStatus",
+        mock!(aws_sdk_iam::Client::get_service_linked_role_deletion_status)
+            .match_requests(|r| r.deletion_task_id() == Some(DELETION_TASK))
+            .then_output(|| {
+                aws_sdk_iam::operation::get_service_linked_role_deletion_status::GetServiceLinkedRoleDeletionStatusOutput::builder()
+                    .status(aws_sdk_iam::types::DeletionTaskStatusType::InProgress)
+                    .build()
+                    .unwrap()
+            }),
+    );
+    let scope = Scope::Role(RoleRef {
+        name: ROLE_NAME.into(),
+        deletion_task: Some(DELETION_TASK.into()),
+    });
+    let snapshot = collect(&account.aws(), &scope, &Options::default()).await;
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].rule, RuleId::ConnectSlrMissing);
+    assert_eq!(findings[0].details["deletion_task"], DELETION_TASK);
+    assert_eq!(account.calls("GetServiceLinkedRoleDeletionStatus"), 1);
+    assert_eq!(account.calls("GetRole"), 1, "the role was still there");
 }

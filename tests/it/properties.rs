@@ -64,7 +64,7 @@ fn check_parsed(parsed: Parsed) {
             let valid = match &scope {
                 Scope::Everything => true,
                 Scope::Instance(id) => is_instance_id(id),
-                Scope::Role(name) => is_role_name(name),
+                Scope::Role(role) => is_role_name(&role.name),
                 Scope::Domain(name) => is_domain_name(name),
                 Scope::Key(key) => is_key_reference(key),
             };

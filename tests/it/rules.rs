@@ -2,12 +2,15 @@
 //! applies one drift, and names exactly the findings it must produce.
 
 use connect_slr_guard::finding::RuleId::{self, *};
-use connect_slr_guard::model::{Grant, InstanceStatus, KeyState, Observed, Snapshot, Unverified};
+use connect_slr_guard::model::{
+    DeletionStatus, Grant, InstanceStatus, KeyState, Observed, SlrDeletion, Snapshot, Unverified,
+};
 use connect_slr_guard::rules::{RuleSettings, evaluate};
 use serde_json::json;
 
 use super::support::{
-    DOMAIN_KEY, INSTANCE_ARN, ROLE_ARN, STORAGE_KEY, failed, healthy_snapshot as healthy,
+    DELETION_TASK, DOMAIN_KEY, INSTANCE_ARN, ROLE_ARN, STORAGE_KEY, failed,
+    healthy_snapshot as healthy,
 };
 
 fn rules_of(snapshot: &Snapshot) -> Vec<RuleId> {
@@ -50,6 +53,15 @@ fn recordings_key(s: &mut Snapshot, arn: &str) {
         .find(|c| c.resource_type == "CALL_RECORDINGS")
         .expect("fixture records calls");
     recordings.kms_key = Some(arn.into());
+}
+
+/// An event started deleting the SLR; the task is at `status`.
+fn deleting(s: &mut Snapshot, status: Observed<DeletionStatus>) {
+    s.slr_deletions.push(SlrDeletion {
+        role_name: "AWSServiceRoleForAmazonConnect_AbCdEf123456".into(),
+        task_id: DELETION_TASK.into(),
+        status,
+    });
 }
 
 type Drift = fn(&mut Snapshot);
@@ -400,6 +412,21 @@ const CASES: &[Case] = &[
                 reason: failed("ThrottlingException"),
             });
         },
+        &[CheckIncomplete],
+    ),
+    (
+        "SLR deletion task still running: the role is as good as gone",
+        |s| deleting(s, Observed::Found(DeletionStatus::InProgress)),
+        &[ConnectSlrMissing],
+    ),
+    (
+        "SLR deletion task failed: the role stays",
+        |s| deleting(s, Observed::Found(DeletionStatus::Failed)),
+        &[],
+    ),
+    (
+        "SLR deletion status unreadable",
+        |s| deleting(s, Observed::Unverified(failed("AccessDenied: no"))),
         &[CheckIncomplete],
     ),
     (

@@ -40,6 +40,8 @@ pub const DOMAIN_KEY: &str =
 pub const STORAGE_KEY: &str =
     "arn:aws:kms:eu-west-2:111122223333:key/22222222-aaaa-bbbb-cccc-222222222222";
 pub const STREAM_ARN: &str = "arn:aws:kinesis:eu-west-2:111122223333:stream/acme-ctr";
+/// The deletion task `events/iam-delete-service-linked-role.json` records.
+pub const DELETION_TASK: &str = "task/aws-service-role/connect.amazonaws.com/AWSServiceRoleForAmazonConnect_AbCdEf123456/7d3f9a1e-4b2c-4e8f-9a6d-2c5b8e1f0a3d";
 /// As IAM sends it: URL-encoded.
 pub const TRUST_POLICY: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22connect.amazonaws.com%22%7D%2C%22Action%22%3A%22sts%3AAssumeRole%22%7D%5D%7D";
 

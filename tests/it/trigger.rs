@@ -4,18 +4,22 @@
 use std::path::Path;
 
 use connect_slr_guard::trigger::{
-    MAX_EVENT_BYTES, Parsed, Scope, TriggerError, TriggerKind, parse, parse_bytes,
+    MAX_EVENT_BYTES, Parsed, RoleRef, Scope, TriggerError, TriggerKind, parse, parse_bytes,
 };
 use serde_json::{Value, json};
 
 use super::support::{
-    DOMAIN, DOMAIN_KEY as KEY_ARN, DOMAIN_KEY_ID as KEY_ID, INSTANCE_ID as INSTANCE,
+    DELETION_TASK, DOMAIN, DOMAIN_KEY as KEY_ARN, DOMAIN_KEY_ID as KEY_ID, INSTANCE_ID as INSTANCE,
     ROLE_NAME as ROLE,
 };
 
 fn expected(file: &str) -> Option<Scope> {
     let scope = match file {
         f if f.starts_with("ignored-") => return None,
+        "iam-delete-service-linked-role.json" => Scope::Role(RoleRef {
+            name: ROLE.into(),
+            deletion_task: Some(DELETION_TASK.into()),
+        }),
         f if f.starts_with("iam-") => Scope::Role(ROLE.into()),
         f if f.starts_with("connect-") => Scope::Instance(INSTANCE.into()),
         f if f.starts_with("profiles-") => Scope::Domain(DOMAIN.into()),
@@ -114,7 +118,7 @@ fn role_names_are_matched_without_regard_to_case() {
     let lower = ROLE.to_ascii_lowercase();
     e["detail"]["requestParameters"]["roleName"] = json!(lower);
     assert!(
-        matches!(parse(e).unwrap(), Parsed::Check { scope: Scope::Role(r), .. } if r == lower),
+        matches!(parse(e).unwrap(), Parsed::Check { scope: Scope::Role(r), .. } if r.name == lower),
         "IAM role names are case-insensitive"
     );
 }
