@@ -74,6 +74,7 @@ class Spec:
     domain_grant_ops: list | None = field(default_factory=lambda: ["Decrypt", "GenerateDataKey"])
     storage_grant: bool = True
     domain_key_state: str = "Enabled"
+    domain_key_denies: list | None = None  # KMS operations the domain key's policy denies everyone
     storage_key_state: str = "Enabled"
     extra_domains: list = field(default_factory=list)
     second_instance: bool = False
@@ -178,6 +179,8 @@ SCENARIOS = {s.name: s for s in [
     Scenario("access-denied-one-instance", _set(second_instance=True), "connect-update-instance-attribute.json",
              [("CHECK_INCOMPLETE", I2, I2)], "fix the cause above", faults=_deny(OTHER_INSTANCE_ID),
              event_instance=OTHER_INSTANCE_ID, sweep_expect=[("CHECK_INCOMPLETE", I2, I2)]),
+    Scenario("key-policy-denies", _set(domain_key_denies=["Decrypt"]), "kms-put-key-policy.json",
+             [("KMS_KEY_POLICY_DENIES", I1, "{domain_key}")], "aws kms get-key-policy --key-id {resource}"),
     # DeleteServiceLinkedRole only starts a task: the role is still there.
     Scenario("slr-deletion-pending", _set(), "iam-delete-service-linked-role.json",
              [("CONNECT_SLR_MISSING", I1, ROLE_ARN)],
@@ -212,6 +215,8 @@ def seed(aws, spec):
     if spec.storage_grant:
         kms.create_grant(KeyId=storage_key, GranteePrincipal=ROLE_ARN,
                          Operations=["Decrypt", "GenerateDataKey", "Encrypt"])
+    if spec.domain_key_denies:
+        _deny_in_key_policy(kms, domain_key, spec.domain_key_denies)
     _set_key_state(kms, domain_key, spec.domain_key_state)
     _set_key_state(kms, storage_key, spec.storage_key_state)
     queue_url = subscribe_queue(aws)
@@ -236,6 +241,13 @@ def subscribe_queue(aws):
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
     return queue_url
+
+
+def _deny_in_key_policy(kms, key_arn, operations):
+    policy = json.loads(kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"])
+    policy["Statement"].append({"Sid": "DenyEveryone", "Effect": "Deny", "Principal": "*",
+                                "Action": [f"kms:{op}" for op in operations], "Resource": "*"})
+    kms.put_key_policy(KeyId=key_arn, PolicyName="default", Policy=json.dumps(policy))
 
 
 def _set_key_state(kms, key_arn, state):

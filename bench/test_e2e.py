@@ -108,7 +108,12 @@ def test_same_drift_same_fingerprint_whatever_the_trigger(function, account):
     assert [a[3] for a in by_event] == [a[3] for a in by_sweep]
 
 
-@pytest.mark.parametrize("file", sample_events())
+# A DeleteServiceLinkedRole event means the role is going: no account is
+# healthy after it (the slr-deletion-pending scenario checks its alert).
+HEALTHY_AFTER = [f for f in sample_events() if f != "iam-delete-service-linked-role.json"]
+
+
+@pytest.mark.parametrize("file", HEALTHY_AFTER)
 def test_every_sample_event_is_handled_on_a_healthy_account(function, account, file):
     seeded = seed(account, spec_for("healthy"))
     event = event_for(SCENARIOS["healthy"], seeded, sample_event(file))

@@ -72,6 +72,7 @@ ALLOWED: dict[str, list[Any]] = {
         f"kms:{a}": [sub("arn:${AWS::Partition}:kms:${AWS::Region}:*:key/*")]
         for a in ("DescribeKey", "ListGrants")
     },
+    "kms:GetKeyPolicy": [sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*")],
     "sns:Publish": [{"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}],
     **{
         f"kms:{a}": [{"Fn::GetAtt": ["AlertKey", "Arn"]}, {"Ref": "ExistingAlertTopicKmsKeyArn"}]

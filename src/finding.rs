@@ -84,6 +84,8 @@ rule_catalogue! {
         "a storage config's customer managed key has no grant for the SLR";
     KmsKeyUnusable => "KMS_KEY_UNUSABLE", Critical, KmsKey,
         "a key the instance depends on is disabled, pending deletion or gone";
+    KmsKeyPolicyDenies => "KMS_KEY_POLICY_DENIES", Critical, KmsKey,
+        "the key policy explicitly denies the SLR an operation it needs (a `Deny` naming it, its account, everyone, or a `NotPrincipal` that leaves it out)";
     ProfilesCrossDomainExposure => "PROFILES_CROSS_DOMAIN_EXPOSURE", Medium, ProfilesDomain,
         "an `amazon-connect-*` domain is reachable (through the managed policy) by instances it is not associated with; one finding per domain, the instances in `details.instances`";
     CheckIncomplete => "CHECK_INCOMPLETE", Medium, Unread,

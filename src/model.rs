@@ -229,6 +229,10 @@ pub struct Key {
     pub custom_key_store: Option<String>,
     /// Read only for enabled customer managed keys that a checked instance uses.
     pub grants: Option<Observed<Vec<Grant>>>,
+    /// The `default` key policy, read like the grants, and only for keys in
+    /// the instance's own account (GetKeyPolicy does not cross accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Observed<serde_json::Value>>,
 }
 
 impl Key {

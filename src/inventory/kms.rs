@@ -4,6 +4,7 @@ use aws_sdk_kms::types::{KeyManagerType, KeyState as SdkKeyState};
 
 use crate::aws::{Aws, ReadError};
 use crate::model::{Grant, Key, KeyState};
+use crate::policy::decode_document;
 
 #[tracing::instrument(skip(aws))]
 pub async fn describe_key(aws: &Aws, key: &str) -> Result<Key, ReadError> {
@@ -15,6 +16,7 @@ pub async fn describe_key(aws: &Aws, key: &str) -> Result<Key, ReadError> {
         customer_managed: metadata.key_manager() == Some(&KeyManagerType::Customer),
         custom_key_store: metadata.custom_key_store_id().map(str::to_owned),
         grants: None,
+        policy: None,
     })
 }
 
@@ -56,4 +58,18 @@ pub async fn list_grants(aws: &Aws, key_arn: &str) -> Result<Vec<Grant>, ReadErr
                 .collect(),
         })
         .collect())
+}
+
+/// The key's `default` policy, parsed.
+#[tracing::instrument(skip(aws))]
+pub async fn key_policy(aws: &Aws, key_arn: &str) -> Result<serde_json::Value, ReadError> {
+    let output = aws
+        .kms
+        .get_key_policy()
+        .key_id(key_arn)
+        .policy_name("default")
+        .send()
+        .await?;
+    let text = output.policy().ok_or(ReadError::NotFound)?;
+    decode_document(text).map_err(|e| ReadError::Failed(format!("key policy of {key_arn}: {e}")))
 }

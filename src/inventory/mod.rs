@@ -54,7 +54,7 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
     snapshot.instances = instances;
     read_roles(aws, &mut snapshot, opts).await;
     read_deletion(aws, scope, &mut snapshot, opts).await;
-    read_grants(aws, &mut snapshot, opts).await;
+    read_key_access(aws, &mut snapshot, opts).await;
     snapshot.connect_domains = connect_domains(aws, scope, &snapshot, opts).await;
     snapshot
 }
@@ -242,8 +242,10 @@ async fn read_deletion(aws: &Aws, scope: &Scope, snapshot: &mut Snapshot, opts: 
     });
 }
 
-/// Grants of the enabled customer managed keys that checked instances use.
-async fn read_grants(aws: &Aws, snapshot: &mut Snapshot, opts: &Options) {
+/// Grants and key policies of the usable customer managed keys that
+/// checked instances use. A key policy is read only in the instances' own
+/// account: GetKeyPolicy does not work across accounts.
+async fn read_key_access(aws: &Aws, snapshot: &mut Snapshot, opts: &Options) {
     let used: BTreeSet<String> = snapshot
         .instances
         .iter()
@@ -253,14 +255,21 @@ async fn read_grants(aws: &Aws, snapshot: &mut Snapshot, opts: &Options) {
         .filter(|k| k.customer_managed && k.is_usable())
         .map(|k| k.arn.clone())
         .collect();
+    let own: BTreeSet<String> = used
+        .iter()
+        .filter(|arn| arn_account(arn).is_some() && arn_account(arn) == snapshot.account.as_deref())
+        .cloned()
+        .collect();
     let grants = opts
         .read_all(used, |arn| async move { kms::list_grants(aws, &arn).await })
         .await;
+    let policies = opts
+        .read_all(own, |arn| async move { kms::key_policy(aws, &arn).await })
+        .await;
     for key in snapshot.keys.values_mut() {
-        if let Observed::Found(key) = key
-            && let Some(found) = grants.get(&key.arn)
-        {
-            key.grants = Some(found.clone());
+        if let Observed::Found(key) = key {
+            key.grants = grants.get(&key.arn).cloned();
+            key.policy = policies.get(&key.arn).cloned();
         }
     }
 }

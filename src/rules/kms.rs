@@ -9,8 +9,10 @@ use super::incomplete;
 use super::remedy::{create_grant, sh};
 use crate::finding::{Finding, RuleId};
 use crate::model::{
-    Grant, Instance, Key, KeyState, KeyUse, Observed, Role, Snapshot, Unverified, key_uses,
+    Grant, Instance, Key, KeyState, KeyUse, Observed, Role, Snapshot, Unverified, arn_account,
+    key_uses,
 };
+use crate::policy::{KeyPolicyDenial, SlrPrincipal, key_policy_allows, key_policy_denials};
 
 /// Key findings for one instance; grant rules only when its role is usable.
 pub fn judge(
@@ -22,7 +24,7 @@ pub fn judge(
     uses_by_key(snapshot, instance)
         .into_iter()
         .filter_map(|(reference, uses)| {
-            let finding = judge_key(snapshot, settings, instance, role, reference, uses[0])?;
+            let finding = judge_key(snapshot, settings, instance, role, reference, &uses)?;
             Some(naming_every_use(finding, &uses))
         })
         .collect()
@@ -69,8 +71,9 @@ fn judge_key(
     instance: &Instance,
     role: Option<&Role>,
     reference: &str,
-    key_use: KeyUse,
+    uses: &[KeyUse],
 ) -> Option<Finding> {
+    let key_use = uses[0];
     match snapshot.keys.get(reference) {
         None => Some(incomplete::of_instance(
             instance,
@@ -90,7 +93,7 @@ fn judge_key(
             key_use,
         )),
         Some(Observed::Found(key)) if key.customer_managed => {
-            role.and_then(|role| grant_drift(settings, instance, role, key, key_use))
+            role.and_then(|role| access_drift(settings, instance, role, key, uses))
         }
         Some(Observed::Found(_)) => None,
     }
@@ -174,13 +177,42 @@ fn grants_of(key: &Key) -> Result<&[Grant], &Unverified> {
     }
 }
 
-fn grant_drift(
+/// The SLR's access to a usable customer managed key: the key policy
+/// first (an explicit Deny is the root cause), then grants, where what the
+/// policy itself allows the SLR needs no grant.
+fn access_drift(
     settings: &RuleSettings,
     instance: &Instance,
     role: &Role,
     key: &Key,
-    key_use: KeyUse,
+    uses: &[KeyUse],
 ) -> Option<Finding> {
+    let needed = needed_operations(settings, uses);
+    let slr = SlrPrincipal {
+        role_arn: &role.arn,
+        role_name: &role.name,
+        account: arn_account(&role.arn).unwrap_or_default(),
+    };
+    let allowed_by_policy = match &key.policy {
+        Some(Observed::Found(policy)) => {
+            let denials = key_policy_denials(policy, &slr, &needed);
+            if !denials.is_empty() {
+                return Some(policy_denies(instance, role, key, uses[0], &denials));
+            }
+            key_policy_allows(policy, &slr, &needed)
+        }
+        Some(Observed::Unverified(reason)) => {
+            return Some(incomplete::of_instance(
+                instance,
+                &key.arn,
+                "KMS key policy",
+                reason,
+            ));
+        }
+        // Not read: a key in another account (GetKeyPolicy is not
+        // available across accounts).
+        Some(Observed::Absent) | None => Vec::new(),
+    };
     let grants = match grants_of(key) {
         Ok(grants) => grants,
         Err(reason) => {
@@ -193,12 +225,106 @@ fn grant_drift(
         }
     };
     let granted = grants_to(grants, role);
-    let required = &settings.required_grant_operations;
-    match key_use {
-        _ if granted.is_empty() => Some(grant_missing(instance, role, key, key_use, required)),
-        KeyUse::Domain(_) => operations_missing(instance, role, key, key_use, &granted, required),
-        KeyUse::Storage(_) => None,
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|op| !allowed_by_policy.contains(op))
+        .filter(|op| !granted.iter().any(|g| g.operations.contains(op)))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return None;
     }
+    let fix = fix_operations(settings, &needed);
+    match uses[0] {
+        _ if granted.is_empty() => Some(grant_missing(instance, role, key, uses[0], &fix)),
+        KeyUse::Domain(_) => Some(operations_missing(
+            instance, role, key, uses[0], &granted, &missing, &fix,
+        )),
+        KeyUse::Storage(_) => Some(grant_missing(instance, role, key, uses[0], &fix).details(
+            json!({
+                "used_for": describe(uses[0]),
+                "grantee": role.arn,
+                "missing_operations": missing,
+                "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
+            }),
+        )),
+    }
+}
+
+/// What Connect needs of a key: the configured operations for a Customer
+/// Profiles domain; `GenerateDataKey` to write storage (AWS: "Amazon
+/// Connect cannot publish to the stream because it does not have
+/// permission to call kms:GenerateDataKey").
+fn needed_operations(settings: &RuleSettings, uses: &[KeyUse]) -> Vec<String> {
+    let mut needed = Vec::new();
+    if uses.iter().any(|u| matches!(u, KeyUse::Domain(_))) {
+        needed.extend(settings.required_grant_operations.iter().cloned());
+    }
+    if uses.iter().any(|u| matches!(u, KeyUse::Storage(_))) {
+        needed.push(STORAGE_OPERATION.to_owned());
+    }
+    needed.dedup();
+    needed.sort_by_key(|op| !settings.required_grant_operations.contains(op));
+    needed
+}
+
+/// The operations a fix grants: the configured ones and whatever else is needed.
+fn fix_operations(settings: &RuleSettings, needed: &[String]) -> Vec<String> {
+    let mut ops = settings.required_grant_operations.clone();
+    ops.extend(
+        needed
+            .iter()
+            .filter(|op| !ops.contains(op))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    ops
+}
+
+const STORAGE_OPERATION: &str = "GenerateDataKey";
+
+fn policy_denies(
+    instance: &Instance,
+    role: &Role,
+    key: &Key,
+    key_use: KeyUse,
+    denials: &[KeyPolicyDenial],
+) -> Finding {
+    let statements: Vec<&str> = denials.iter().map(|d| d.statement.as_str()).collect();
+    let mut operations: Vec<&str> = denials
+        .iter()
+        .flat_map(|d| d.operations.iter().map(String::as_str))
+        .collect();
+    operations.sort();
+    operations.dedup();
+    let unjudged = denials.iter().any(|d| d.unjudged_condition.is_some());
+    Finding::new(RuleId::KmsKeyPolicyDenies, Some(&instance.arn), &key.arn)
+        .summary(format!(
+            "Key policy of {} ({}) denies {} kms:{}{}",
+            key.arn,
+            describe(key_use),
+            role.name,
+            operations.join(", kms:"),
+            if unjudged {
+                " (under a condition the guard could not judge)"
+            } else {
+                ""
+            }
+        ))
+        .details(json!({
+            "used_for": describe(key_use),
+            "grantee": role.arn,
+            "denying_statements": denials,
+        }))
+        .remediation(format!(
+            "aws kms get-key-policy --key-id {0} --policy-name default --query Policy --output text > key-policy.json; \
+             remove or narrow statement {1} (it denies kms:{2} to {3}); \
+             aws kms put-key-policy --key-id {0} --policy-name default --policy file://key-policy.json",
+            sh(&key.arn),
+            statements.join(", "),
+            operations.join(", kms:"),
+            sh(&role.arn)
+        ))
 }
 
 fn grant_missing(
@@ -223,40 +349,32 @@ fn grant_missing(
         .remediation(create_grant(&key.arn, &role.arn, required))
 }
 
-/// The SLR's grants on a domain key, taken together, lack a required operation.
+/// The SLR's grants on a domain key, taken together (with what the key
+/// policy allows it), lack a required operation.
 fn operations_missing(
     instance: &Instance,
     role: &Role,
     key: &Key,
     key_use: KeyUse,
     granted: &[&Grant],
-    required: &[String],
-) -> Option<Finding> {
-    let missing: Vec<&str> = required
-        .iter()
-        .filter(|op| !granted.iter().any(|g| g.operations.contains(op)))
-        .map(String::as_str)
-        .collect();
-    if missing.is_empty() {
-        return None;
-    }
-    Some(
-        Finding::new(
-            RuleId::ProfilesKmsGrantIncomplete,
-            Some(&instance.arn),
-            &key.arn,
-        )
-        .summary(format!(
-            "Grant on {} for {} lacks {}",
-            key.arn,
-            role.name,
-            missing.join(", ")
-        ))
-        .details(json!({
-            "used_for": describe(key_use),
-            "missing_operations": missing,
-            "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
-        }))
-        .remediation(create_grant(&key.arn, &role.arn, required)),
+    missing: &[&str],
+    fix: &[String],
+) -> Finding {
+    Finding::new(
+        RuleId::ProfilesKmsGrantIncomplete,
+        Some(&instance.arn),
+        &key.arn,
     )
+    .summary(format!(
+        "Grant on {} for {} lacks {}",
+        key.arn,
+        role.name,
+        missing.join(", ")
+    ))
+    .details(json!({
+        "used_for": describe(key_use),
+        "missing_operations": missing,
+        "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
+    }))
+    .remediation(create_grant(&key.arn, &role.arn, fix))
 }

@@ -59,11 +59,12 @@ async fn instance_event_reads_only_that_instance_and_its_dependencies() {
         // The domain key and the storage key.
         ("DescribeKey", 2),
         ("ListGrants", 2),
+        ("GetKeyPolicy", 2),
     ];
     for (operation, calls) in expected {
         assert_eq!(account.calls(operation), calls, "{operation}");
     }
-    assert_eq!(account.total_calls(), 21);
+    assert_eq!(account.total_calls(), 23);
 
     let instance = &snapshot.instances[0];
     assert!(instance.checked);

@@ -55,6 +55,14 @@ fn recordings_key(s: &mut Snapshot, arn: &str) {
     recordings.kms_key = Some(arn.into());
 }
 
+/// Adds `statement` to the key's policy.
+fn key_policy_statement(s: &mut Snapshot, arn: &str, statement: serde_json::Value) {
+    let Some(Observed::Found(policy)) = &mut key(s, arn).policy else {
+        panic!("fixture has the key policy")
+    };
+    policy["Statement"].as_array_mut().unwrap().push(statement);
+}
+
 /// An event started deleting the SLR; the task is at `status`.
 fn deleting(s: &mut Snapshot, status: Observed<DeletionStatus>) {
     s.slr_deletions.push(SlrDeletion {
@@ -415,6 +423,59 @@ const CASES: &[Case] = &[
         &[CheckIncomplete],
     ),
     (
+        "key policy denies the SLR Decrypt",
+        |s| {
+            key_policy_statement(
+                s,
+                DOMAIN_KEY,
+                json!({"Sid": "NoDecrypt", "Effect": "Deny",
+                "Principal": "*", "Action": "kms:Decrypt", "Resource": "*"}),
+            );
+        },
+        &[KmsKeyPolicyDenies],
+    ),
+    (
+        "key policy denies everyone but an admin, the SLR included",
+        |s| {
+            key_policy_statement(
+                s,
+                STORAGE_KEY,
+                json!({"Effect": "Deny",
+                "NotPrincipal": {"AWS": "arn:aws:iam::111122223333:role/Admin"}, "Action": "kms:*", "Resource": "*"}),
+            );
+            grants(s, STORAGE_KEY).clear();
+        },
+        &[KmsKeyPolicyDenies],
+    ),
+    (
+        "key policy allows the SLR itself: no grant needed",
+        |s| {
+            key_policy_statement(
+                s,
+                DOMAIN_KEY,
+                json!({"Effect": "Allow",
+                "Principal": {"AWS": ROLE_ARN}, "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"}),
+            );
+            grants(s, DOMAIN_KEY).clear();
+        },
+        &[],
+    ),
+    (
+        "key policy unreadable",
+        |s| key(s, DOMAIN_KEY).policy = Some(Observed::Unverified(failed("AccessDeniedException"))),
+        &[CheckIncomplete],
+    ),
+    (
+        "storage grant without GenerateDataKey: Connect cannot write",
+        |s| grants(s, STORAGE_KEY)[0].operations = vec!["DescribeKey".into()],
+        &[StorageKmsGrantMissing],
+    ),
+    (
+        "a grant to a service principal is not a grant to the SLR",
+        |s| grants(s, STORAGE_KEY)[0].grantee = "connect.amazonaws.com".into(),
+        &[StorageKmsGrantMissing],
+    ),
+    (
         "SLR deletion task still running: the role is as good as gone",
         |s| deleting(s, Observed::Found(DeletionStatus::InProgress)),
         &[ConnectSlrMissing],
@@ -612,5 +673,29 @@ fn each_unusable_state_gets_its_own_fix() {
     assert_eq!(
         fix(KeyState::Unavailable, Some("cks-1234567890abcdef0")),
         "reconnect the key's custom key store: aws kms connect-custom-key-store --custom-key-store-id cks-1234567890abcdef0"
+    );
+}
+
+#[test]
+fn a_denying_key_policy_names_the_statement_in_the_fix() {
+    let mut snapshot = healthy();
+    key_policy_statement(
+        &mut snapshot,
+        DOMAIN_KEY,
+        json!({"Sid": "NoDecrypt", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*"}),
+    );
+    let findings = evaluate(&snapshot, &RuleSettings::default());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let f = &findings[0];
+    assert_eq!(f.severity.as_str(), "CRITICAL");
+    assert!(
+        f.remediation
+            .contains("remove or narrow statement Sid NoDecrypt (it denies kms:Decrypt to "),
+        "{}",
+        f.remediation
+    );
+    assert_eq!(
+        f.details["denying_statements"][0]["operations"],
+        json!(["Decrypt"])
     );
 }

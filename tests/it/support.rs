@@ -19,6 +19,7 @@ use aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePolicie
 use aws_sdk_iam::operation::list_role_policies::ListRolePoliciesOutput;
 use aws_sdk_iam::types::AttachedPolicy;
 use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+use aws_sdk_kms::operation::get_key_policy::GetKeyPolicyOutput;
 use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
 use aws_sdk_kms::types::{GrantListEntry, GrantOperation, KeyManagerType, KeyMetadata, KeyState};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
@@ -42,6 +43,9 @@ pub const STORAGE_KEY: &str =
 pub const STREAM_ARN: &str = "arn:aws:kinesis:eu-west-2:111122223333:stream/acme-ctr";
 /// The deletion task `events/iam-delete-service-linked-role.json` records.
 pub const DELETION_TASK: &str = "task/aws-service-role/connect.amazonaws.com/AWSServiceRoleForAmazonConnect_AbCdEf123456/7d3f9a1e-4b2c-4e8f-9a6d-2c5b8e1f0a3d";
+/// The key policy KMS gives a key by default: the account may delegate
+/// through IAM; nobody is named.
+pub const DEFAULT_KEY_POLICY: &str = r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
 /// As IAM sends it: URL-encoded.
 pub const TRUST_POLICY: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A%22Allow%22%2C%22Principal%22%3A%7B%22Service%22%3A%22connect.amazonaws.com%22%7D%2C%22Action%22%3A%22sts%3AAssumeRole%22%7D%5D%7D";
 
@@ -337,6 +341,15 @@ impl Account {
                     };
                     DescribeKeyOutput::builder()
                         .key_metadata(key_metadata(arn, KeyState::Enabled))
+                        .build()
+                }),
+            ),
+            (
+                "GetKeyPolicy",
+                mock!(aws_sdk_kms::Client::get_key_policy).then_output(|| {
+                    GetKeyPolicyOutput::builder()
+                        .policy_name("default")
+                        .policy(DEFAULT_KEY_POLICY)
                         .build()
                 }),
             ),

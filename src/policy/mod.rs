@@ -3,6 +3,10 @@
 //! ("does this trust policy admit exactly this service?", "do these inline
 //! policies allow this action on this resource?").
 
+mod key;
+
+pub use key::{KeyPolicyDenial, SlrPrincipal, key_policy_allows, key_policy_denials};
+
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
@@ -35,6 +39,9 @@ struct Statement<'a> {
     principal: Option<&'a Value>,
     not_principal: Option<&'a Value>,
     conditional: bool,
+    condition: Option<&'a Value>,
+    /// The `Sid`, else `#<1-based position>`, to name the statement in a fix.
+    label: String,
 }
 
 /// `Action` or `NotAction` (likewise for resources).
@@ -81,7 +88,8 @@ fn statements(document: &Value) -> Vec<Statement<'_>> {
         _ => Vec::new(),
     };
     raw.into_iter()
-        .filter_map(|stmt| {
+        .enumerate()
+        .filter_map(|(index, stmt)| {
             let effect = match stmt.get("Effect").and_then(Value::as_str) {
                 Some("Allow") => Effect::Allow,
                 Some("Deny") => Effect::Deny,
@@ -94,6 +102,12 @@ fn statements(document: &Value) -> Vec<Statement<'_>> {
                 principal: stmt.get("Principal"),
                 not_principal: stmt.get("NotPrincipal"),
                 conditional: stmt.get("Condition").is_some(),
+                condition: stmt.get("Condition"),
+                label: stmt
+                    .get("Sid")
+                    .and_then(Value::as_str)
+                    .filter(|sid| !sid.is_empty())
+                    .map_or_else(|| format!("#{}", index + 1), |sid| format!("Sid {sid}")),
             })
         })
         .collect()
