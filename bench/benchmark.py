@@ -36,11 +36,11 @@ from scenarios import (CTR_STREAM, SCENARIOS, TOPIC_ARN, Spec, create_role, even
 # account (a CMK domain, a CMK-encrypted S3 store, a Kinesis CTR stream, one
 # inline policy): every call feeds a rule (BENCHMARKS.md explains each).
 MINIMAL_CALLS = {
-    "instance (Connect event)": 23,
-    "role (IAM event)": 23,
-    "domain (Customer Profiles event)": 23,
-    "key (KMS event)": 23,
-    "sweep (schedule)": 24,
+    "instance (Connect event)": 27,
+    "role (IAM event)": 27,
+    "domain (Customer Profiles event)": 27,
+    "key (KMS event)": 27,
+    "sweep (schedule)": 28,
 }
 
 EVENT_KINDS = {

@@ -75,6 +75,7 @@ class Spec:
     storage_grant: bool = True
     domain_key_state: str = "Enabled"
     domain_key_denies: list | None = None  # KMS operations the domain key's policy denies everyone
+    stream_key: bool = False  # the CTR stream encrypted with its own customer key, not granted to the SLR
     storage_key_state: str = "Enabled"
     extra_domains: list = field(default_factory=list)
     second_instance: bool = False
@@ -85,9 +86,10 @@ class Seeded:
     domain_key: str
     storage_key: str
     queue_url: str
+    stream_key: str | None = None  # the CTR stream's key, when the spec encrypts it
 
     def key_arn(self, which):
-        return {"domain": self.domain_key, "storage": self.storage_key}[which]
+        return {"domain": self.domain_key, "storage": self.storage_key, "stream": self.stream_key}[which]
 
 
 @dataclass
@@ -107,7 +109,8 @@ class Scenario:
 
     def resolve(self, seeded, sweep=False):
         rows = self.sweep_expect if (sweep and self.sweep_expect is not None) else self.expect
-        subst = {"{domain_key}": seeded.domain_key, "{storage_key}": seeded.storage_key}
+        subst = {"{domain_key}": seeded.domain_key, "{storage_key}": seeded.storage_key,
+                 "{stream_key}": seeded.stream_key}
         return sorted_alerts((rule, inst, subst.get(res, res)) for rule, inst, res in rows)
 
 
@@ -179,6 +182,8 @@ SCENARIOS = {s.name: s for s in [
     Scenario("access-denied-one-instance", _set(second_instance=True), "connect-update-instance-attribute.json",
              [("CHECK_INCOMPLETE", I2, I2)], "fix the cause above", faults=_deny(OTHER_INSTANCE_ID),
              event_instance=OTHER_INSTANCE_ID, sweep_expect=[("CHECK_INCOMPLETE", I2, I2)]),
+    Scenario("stream-key-grant-missing", _set(stream_key=True), "kms-revoke-grant.json",
+             [("STORAGE_KMS_GRANT_MISSING", I1, "{stream_key}")], GRANT_FIX, event_key="stream"),
     Scenario("key-policy-denies", _set(domain_key_denies=["Decrypt"]), "kms-put-key-policy.json",
              [("KMS_KEY_POLICY_DENIES", I1, "{domain_key}")], "aws kms get-key-policy --key-id {resource}"),
     # DeleteServiceLinkedRole only starts a task: the role is still there.
@@ -219,9 +224,21 @@ def seed(aws, spec):
         _deny_in_key_policy(kms, domain_key, spec.domain_key_denies)
     _set_key_state(kms, domain_key, spec.domain_key_state)
     _set_key_state(kms, storage_key, spec.storage_key_state)
+    stream_key = _create_ctr_stream(aws.client("kinesis"), kms, spec)
     queue_url = subscribe_queue(aws)
     http_json("PUT", f"{aws.double_url}/_double/state", connect_state(spec, domain_key, storage_key))
-    return Seeded(domain_key=domain_key, storage_key=storage_key, queue_url=queue_url)
+    return Seeded(domain_key=domain_key, storage_key=storage_key, queue_url=queue_url, stream_key=stream_key)
+
+
+def _create_ctr_stream(kinesis, kms, spec):
+    """The Kinesis stream contact records go to; returns its key when encrypted."""
+    name = STREAM_ARN.rsplit("/", 1)[1]
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    if not spec.stream_key:
+        return None
+    key = kms.create_key(Description="Contact record stream key")["KeyMetadata"]["Arn"]
+    kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key)
+    return key
 
 
 def create_role(iam, spec, name):

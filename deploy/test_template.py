@@ -73,6 +73,10 @@ ALLOWED: dict[str, list[Any]] = {
         for a in ("DescribeKey", "ListGrants")
     },
     "kms:GetKeyPolicy": [sub("arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*")],
+    "kinesis:DescribeStreamSummary": [sub("arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/*")],
+    "firehose:DescribeDeliveryStream": [
+        sub("arn:${AWS::Partition}:firehose:${AWS::Region}:${AWS::AccountId}:deliverystream/*")
+    ],
     "sns:Publish": [{"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}],
     **{
         f"kms:{a}": [{"Fn::GetAtt": ["AlertKey", "Arn"]}, {"Ref": "ExistingAlertTopicKmsKeyArn"}]

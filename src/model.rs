@@ -94,9 +94,21 @@ pub struct Snapshot {
     pub connect_domains: Observed<Vec<String>>,
     /// Reads that failed before any instance could be named (e.g. ListInstances).
     pub incomplete: Vec<Incomplete>,
+    /// The encryption of the Kinesis and Firehose streams storage configs
+    /// write to, by stream ARN.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub streams: BTreeMap<String, Observed<StreamEncryption>>,
     /// Service-linked role deletions an event started, and how far they got.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slr_deletions: Vec<SlrDeletion>,
+}
+
+/// How a Kinesis or Firehose stream is encrypted at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEncryption {
+    /// The KMS key, as the stream names it (id, ARN or alias); `None` when
+    /// unencrypted or under an AWS owned key.
+    pub key: Option<String>,
 }
 
 /// A `DeleteServiceLinkedRole` task: IAM deletes the role asynchronously,
@@ -277,8 +289,22 @@ impl KeyState {
 /// Why an instance depends on a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyUse<'a> {
+    /// The key of this Customer Profiles domain.
     Domain(&'a str),
+    /// The key of this storage type's S3 bucket or Kinesis video stream.
     Storage(&'a str),
+    /// The key of the Kinesis stream a storage type writes to; the SLR
+    /// produces to it, so it needs `GenerateDataKey`.
+    Stream {
+        resource_type: &'a str,
+        arn: &'a str,
+    },
+    /// The key of the Firehose delivery stream a storage type writes to.
+    /// Firehose encrypts with its own grant: only the key's state matters.
+    Firehose {
+        resource_type: &'a str,
+        arn: &'a str,
+    },
 }
 
 /// Every (key reference, use) of an instance, domain first.
@@ -290,14 +316,34 @@ pub fn key_uses<'a>(snapshot: &'a Snapshot, instance: &'a Instance) -> Vec<(&'a 
     {
         uses.push((key.as_str(), KeyUse::Domain(name)));
     }
-    if let Observed::Found(configs) = &instance.storage {
-        for config in configs {
-            if let Some(key) = &config.kms_key {
-                uses.push((key.as_str(), KeyUse::Storage(&config.resource_type)));
-            }
+    let Observed::Found(configs) = &instance.storage else {
+        return uses;
+    };
+    for config in configs {
+        if let Some(key) = &config.kms_key {
+            uses.push((key.as_str(), KeyUse::Storage(&config.resource_type)));
+        }
+        let resource_type = config.resource_type.as_str();
+        if let Some(arn) = &config.stream_arn
+            && let Some(key) = snapshot.stream_key(arn)
+        {
+            uses.push((key, KeyUse::Stream { resource_type, arn }));
+        }
+        if let Some(arn) = &config.firehose_arn
+            && let Some(key) = snapshot.stream_key(arn)
+        {
+            uses.push((key, KeyUse::Firehose { resource_type, arn }));
         }
     }
     uses
+}
+
+impl Snapshot {
+    /// The customer managed key a Kinesis or Firehose stream is encrypted
+    /// with, when the pass read one.
+    pub fn stream_key(&self, arn: &str) -> Option<&str> {
+        self.streams.get(arn)?.found()?.key.as_deref()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

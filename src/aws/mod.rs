@@ -17,6 +17,8 @@ pub struct Aws {
     pub profiles: aws_sdk_customerprofiles::Client,
     pub iam: aws_sdk_iam::Client,
     pub kms: aws_sdk_kms::Client,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub firehose: aws_sdk_firehose::Client,
     pub sns: aws_sdk_sns::Client,
     /// Every Amazon Connect request waits for a slot here first.
     pub connect_pace: Arc<Pace>,
@@ -38,6 +40,8 @@ impl Aws {
             profiles: aws_sdk_customerprofiles::Client::new(config),
             iam: aws_sdk_iam::Client::new(config),
             kms: aws_sdk_kms::Client::new(config),
+            kinesis: aws_sdk_kinesis::Client::new(config),
+            firehose: aws_sdk_firehose::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
             connect_pace: Arc::new(connect_pace),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),

@@ -9,8 +9,11 @@ use aws_sdk_connect::types::{
 use crate::aws::{Aws, ReadError};
 use crate::model::{Instance, InstanceStatus, Observed, StorageConfig, Unverified};
 
-/// The storage types that give the SLR work (AWS-FACTS: Connect storage).
-const STORAGE_TYPES: [InstanceStorageResourceType; 10] = [
+/// The storage types that give the SLR work (AWS-FACTS: Connect storage),
+/// and the real-time contact analysis segment streams, whose customer
+/// managed key AWS tells users to grant to the SLR
+/// (enable-contact-analysis-segment-streams page).
+const STORAGE_TYPES: [InstanceStorageResourceType; 13] = [
     InstanceStorageResourceType::ContactTraceRecords,
     InstanceStorageResourceType::AgentEvents,
     InstanceStorageResourceType::CallRecordings,
@@ -21,6 +24,10 @@ const STORAGE_TYPES: [InstanceStorageResourceType; 10] = [
     InstanceStorageResourceType::Attachments,
     InstanceStorageResourceType::ContactEvaluations,
     InstanceStorageResourceType::MediaStreams,
+    InstanceStorageResourceType::RealTimeContactAnalysisChatSegments,
+    InstanceStorageResourceType::RealTimeContactAnalysisVoiceSegments,
+    // Deprecated by AWS for VOICE_SEGMENTS, but still listed on older instances.
+    InstanceStorageResourceType::RealTimeContactAnalysisSegments,
 ];
 
 /// Every instance, page by page. The loops follow `NextToken` themselves

@@ -9,6 +9,7 @@ mod kms;
 mod options;
 mod profiles;
 mod scope;
+mod streams;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,11 +42,13 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
     };
     let storage = StorageRead::for_scope(scope);
     read_links(aws, &mut instances, storage, opts).await;
+    read_streams(aws, &instances, &mut snapshot, opts).await;
     read_domains(aws, scope, &instances, &mut snapshot, opts).await;
     describe_new_keys(aws, &mut snapshot, &instances, opts).await;
     scope::focus(&mut instances, scope, &snapshot);
     if storage == StorageRead::AfterFocus {
         read_storage_of_checked(aws, &mut instances, opts).await;
+        read_streams(aws, &instances, &mut snapshot, opts).await;
         describe_new_keys(aws, &mut snapshot, &instances, opts).await;
     }
     if let Some(account) = instances.iter().find_map(|i| arn_account(&i.arn)) {
@@ -163,6 +166,35 @@ async fn read_storage(aws: &Aws, instance: &mut Instance, opts: &Options) {
         .read(connect::storage_configs(aws, &instance.id))
         .await
         .or_found(Vec::new());
+}
+
+/// How the Kinesis and Firehose streams the instances' storage configs
+/// write to are encrypted, each stream once.
+async fn read_streams(aws: &Aws, instances: &[Instance], snapshot: &mut Snapshot, opts: &Options) {
+    let configs = || instances.iter().filter_map(|i| i.storage.found()).flatten();
+    let new = |arn: &&String| !snapshot.streams.contains_key(*arn);
+    let kinesis: BTreeSet<String> = configs()
+        .filter_map(|c| c.stream_arn.as_ref())
+        .filter(new)
+        .cloned()
+        .collect();
+    let firehose: BTreeSet<String> = configs()
+        .filter_map(|c| c.firehose_arn.as_ref())
+        .filter(new)
+        .cloned()
+        .collect();
+    let kinesis = opts
+        .read_all(kinesis, |arn| async move {
+            streams::kinesis_stream(aws, &arn).await
+        })
+        .await;
+    let firehose = opts
+        .read_all(firehose, |arn| async move {
+            streams::firehose_stream(aws, &arn).await
+        })
+        .await;
+    snapshot.streams.extend(kinesis);
+    snapshot.streams.extend(firehose);
 }
 
 /// The domains the instances link to, and the one a domain event names.

@@ -89,7 +89,7 @@ pub(super) fn focus(instances: &mut [Instance], scope: &Scope, snapshot: &Snapsh
 }
 
 /// Whether every key the instance depends on is known: its storage configs,
-/// its domain link and its domain were read.
+/// the streams they write to, its domain link and its domain were read.
 fn links_known(snapshot: &Snapshot, instance: &Instance) -> bool {
     let domain_known = match &instance.domain {
         Observed::Found(Some(name)) => matches!(
@@ -99,7 +99,14 @@ fn links_known(snapshot: &Snapshot, instance: &Instance) -> bool {
         Observed::Found(None) | Observed::Absent => true,
         Observed::Unverified(_) => false,
     };
-    domain_known && !matches!(instance.storage, Observed::Unverified(_))
+    let streams_known = instance.storage.found().is_none_or(|configs| {
+        configs
+            .iter()
+            .flat_map(|c| [&c.stream_arn, &c.firehose_arn])
+            .flatten()
+            .all(|arn| !matches!(snapshot.streams.get(arn), Some(Observed::Unverified(_))))
+    });
+    domain_known && streams_known && !matches!(instance.storage, Observed::Unverified(_))
 }
 
 fn may_use_key(snapshot: &Snapshot, instance: &Instance, key: &str) -> bool {

@@ -45,6 +45,7 @@ pub fn instance_reads(snapshot: &Snapshot, instance: &Instance) -> Option<Findin
         Observed::Found(Some(name)) => snapshot.domains.get(name).and_then(|d| d.unverified()),
         _ => None,
     };
+    let stream = unread_stream(snapshot, instance);
     let failed: Vec<(&str, &Unverified)> = [
         ("storage configs", instance.storage.unverified()),
         (
@@ -52,12 +53,23 @@ pub fn instance_reads(snapshot: &Snapshot, instance: &Instance) -> Option<Findin
             instance.domain.unverified(),
         ),
         ("Customer Profiles domain", domain),
+        ("stream encryption", stream),
     ]
     .into_iter()
     .filter_map(|(what, reason)| Some((what, reason?)))
     .collect();
     let (first_what, first_reason) = *failed.first()?;
     Some(merged(instance, first_what, first_reason, &failed))
+}
+
+/// Why the encryption of one of the instance's streams could not be read.
+fn unread_stream<'a>(snapshot: &'a Snapshot, instance: &Instance) -> Option<&'a Unverified> {
+    let configs = instance.storage.found()?;
+    configs
+        .iter()
+        .flat_map(|c| [&c.stream_arn, &c.firehose_arn])
+        .flatten()
+        .find_map(|arn| snapshot.streams.get(arn)?.unverified())
 }
 
 /// A pass that ran out of time is one thing to page about per instance, not

@@ -134,6 +134,15 @@ fn unusable(
                 sh(&instance.id),
                 sh(resource_type)
             ),
+            KeyUse::Stream { arn, .. } => format!(
+                "aws kinesis start-stream-encryption --stream-arn {} --encryption-type KMS --key-id <usable-key-arn>",
+                sh(arn)
+            ),
+            KeyUse::Firehose { arn, .. } => format!(
+                "aws firehose start-delivery-stream-encryption --delivery-stream-name {} \
+                 --delivery-stream-encryption-configuration-input KeyType=CUSTOMER_MANAGED_CMK,KeyARN=<usable-key-arn>",
+                sh(arn.rsplit('/').next().unwrap_or(arn))
+            ),
         },
     };
     let state = state.map_or("gone", KeyState::as_str);
@@ -151,6 +160,10 @@ fn describe(key_use: KeyUse) -> String {
     match key_use {
         KeyUse::Domain(domain) => format!("Customer Profiles domain {domain}"),
         KeyUse::Storage(resource_type) => format!("{resource_type} storage"),
+        KeyUse::Stream { resource_type, arn } => format!("{resource_type} Kinesis stream {arn}"),
+        KeyUse::Firehose { resource_type, arn } => {
+            format!("{resource_type} Firehose delivery stream {arn}")
+        }
     }
 }
 
@@ -188,6 +201,9 @@ fn access_drift(
     uses: &[KeyUse],
 ) -> Option<Finding> {
     let needed = needed_operations(settings, uses);
+    if needed.is_empty() {
+        return None;
+    }
     let slr = SlrPrincipal {
         role_arn: &role.arn,
         role_name: &role.name,
@@ -240,27 +256,31 @@ fn access_drift(
         KeyUse::Domain(_) => Some(operations_missing(
             instance, role, key, uses[0], &granted, &missing, &fix,
         )),
-        KeyUse::Storage(_) => Some(grant_missing(instance, role, key, uses[0], &fix).details(
-            json!({
+        _ => Some(
+            grant_missing(instance, role, key, uses[0], &fix).details(json!({
                 "used_for": describe(uses[0]),
                 "grantee": role.arn,
                 "missing_operations": missing,
                 "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
-            }),
-        )),
+            })),
+        ),
     }
 }
 
 /// What Connect needs of a key: the configured operations for a Customer
-/// Profiles domain; `GenerateDataKey` to write storage (AWS: "Amazon
-/// Connect cannot publish to the stream because it does not have
-/// permission to call kms:GenerateDataKey").
+/// Profiles domain; `GenerateDataKey` to write storage and Kinesis streams
+/// (AWS: "Amazon Connect cannot publish to the stream because it does not
+/// have permission to call kms:GenerateDataKey"); nothing of a Firehose
+/// key, which Firehose uses through its own grant.
 fn needed_operations(settings: &RuleSettings, uses: &[KeyUse]) -> Vec<String> {
     let mut needed = Vec::new();
     if uses.iter().any(|u| matches!(u, KeyUse::Domain(_))) {
         needed.extend(settings.required_grant_operations.iter().cloned());
     }
-    if uses.iter().any(|u| matches!(u, KeyUse::Storage(_))) {
+    if uses
+        .iter()
+        .any(|u| matches!(u, KeyUse::Storage(_) | KeyUse::Stream { .. }))
+    {
         needed.push(STORAGE_OPERATION.to_owned());
     }
     needed.dedup();
@@ -336,7 +356,9 @@ fn grant_missing(
 ) -> Finding {
     let rule = match key_use {
         KeyUse::Domain(_) => RuleId::ProfilesKmsGrantMissing,
-        KeyUse::Storage(_) => RuleId::StorageKmsGrantMissing,
+        KeyUse::Storage(_) | KeyUse::Stream { .. } | KeyUse::Firehose { .. } => {
+            RuleId::StorageKmsGrantMissing
+        }
     };
     Finding::new(rule, Some(&instance.arn), &key.arn)
         .summary(format!(

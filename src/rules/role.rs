@@ -166,8 +166,17 @@ fn inline_documents(role: &Role) -> Vec<&Value> {
     role.inline_policies.iter().map(|p| &p.document).collect()
 }
 
+/// The storage types whose streams Connect documents adding inline
+/// permissions for ("for the stream specified for Agent event streams and
+/// CTRs", connect-slr page). [U] Real-time contact analysis segment streams
+/// are not listed there, so no inline permission is expected for them.
+const INLINE_PERMISSION_TYPES: [&str; 2] = ["CONTACT_TRACE_RECORDS", "AGENT_EVENTS"];
+
 /// The actions Connect's inline policy grants for a streaming destination.
 fn stream_target(config: &StorageConfig) -> Option<(&str, [&'static str; 2])> {
+    if !INLINE_PERMISSION_TYPES.contains(&config.resource_type.as_str()) {
+        return None;
+    }
     if let Some(arn) = &config.stream_arn {
         Some((arn, ["kinesis:PutRecord", "kinesis:PutRecords"]))
     } else {

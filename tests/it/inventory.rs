@@ -17,8 +17,10 @@ use connect_slr_guard::trigger::{RoleRef, Scope};
 
 use super::support::*;
 
-/// Storage types a healthy instance's reads cover, one `ListInstanceStorageConfigs` each.
-const STORAGE_TYPES_READ: usize = 10;
+/// Storage types a healthy instance's reads cover, one `ListInstanceStorageConfigs`
+/// each: the 10 that give the SLR work and the 3 real-time contact analysis
+/// segment stream types.
+const STORAGE_TYPES_READ: usize = 13;
 
 fn rules_of(snapshot: &connect_slr_guard::model::Snapshot) -> Vec<RuleId> {
     evaluate(snapshot, &RuleSettings::default())
@@ -60,11 +62,13 @@ async fn instance_event_reads_only_that_instance_and_its_dependencies() {
         ("DescribeKey", 2),
         ("ListGrants", 2),
         ("GetKeyPolicy", 2),
+        // The CTR stream's encryption.
+        ("DescribeStreamSummary", 1),
     ];
     for (operation, calls) in expected {
         assert_eq!(account.calls(operation), calls, "{operation}");
     }
-    assert_eq!(account.total_calls(), 23);
+    assert_eq!(account.total_calls(), 27);
 
     let instance = &snapshot.instances[0];
     assert!(instance.checked);
@@ -508,4 +512,53 @@ async fn a_role_being_deleted_is_missing_though_it_can_still_be_read() {
     assert_eq!(findings[0].details["deletion_task"], DELETION_TASK);
     assert_eq!(account.calls("GetServiceLinkedRoleDeletionStatus"), 1);
     assert_eq!(account.calls("GetRole"), 1, "the role was still there");
+}
+
+#[tokio::test]
+async fn a_key_event_on_a_stream_key_checks_the_instance_that_writes_to_it() {
+    const STREAM_KEY: &str =
+        "arn:aws:kms:eu-west-2:111122223333:key/33333333-aaaa-bbbb-cccc-333333333333";
+    let mut account = Account::healthy();
+    account.kinesis.first(
+        "DescribeStreamSummary",
+        mock!(aws_sdk_kinesis::Client::describe_stream_summary).then_output(|| {
+            let mut summary = unencrypted_stream();
+            summary.encryption_type = Some(aws_sdk_kinesis::types::EncryptionType::Kms);
+            summary.key_id = Some("33333333-aaaa-bbbb-cccc-333333333333".into());
+            aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryOutput::builder()
+                .stream_description_summary(summary)
+                .build()
+        }),
+    );
+    account.kms.first(
+        "DescribeKey",
+        mock!(aws_sdk_kms::Client::describe_key)
+            .match_requests(|r| r.key_id().is_some_and(|k| k.contains("33333333")))
+            .then_output(|| {
+                DescribeKeyOutput::builder()
+                    .key_metadata(key_metadata(STREAM_KEY, KeyState::Enabled))
+                    .build()
+            }),
+    );
+    account.kms.first(
+        "ListGrants",
+        mock!(aws_sdk_kms::Client::list_grants)
+            .match_requests(|r| r.key_id() == Some(STREAM_KEY))
+            .then_output(|| {
+                aws_sdk_kms::operation::list_grants::ListGrantsOutput::builder()
+                    .truncated(false)
+                    .build()
+            }),
+    );
+    let snapshot = collect(
+        &account.aws(),
+        &Scope::Key(STREAM_KEY.into()),
+        &Options::default(),
+    )
+    .await;
+    assert!(
+        snapshot.instances[0].checked,
+        "it writes to a stream on the key"
+    );
+    assert_eq!(rules_of(&snapshot), vec![RuleId::StorageKmsGrantMissing]);
 }

@@ -3,13 +3,14 @@
 
 use connect_slr_guard::finding::RuleId::{self, *};
 use connect_slr_guard::model::{
-    DeletionStatus, Grant, InstanceStatus, KeyState, Observed, SlrDeletion, Snapshot, Unverified,
+    DeletionStatus, Grant, InstanceStatus, KeyState, Observed, SlrDeletion, Snapshot,
+    StreamEncryption, Unverified,
 };
 use connect_slr_guard::rules::{RuleSettings, evaluate};
 use serde_json::json;
 
 use super::support::{
-    DELETION_TASK, DOMAIN_KEY, INSTANCE_ARN, ROLE_ARN, STORAGE_KEY, failed,
+    DELETION_TASK, DOMAIN_KEY, INSTANCE_ARN, ROLE_ARN, STORAGE_KEY, STREAM_ARN, failed,
     healthy_snapshot as healthy,
 };
 
@@ -53,6 +54,62 @@ fn recordings_key(s: &mut Snapshot, arn: &str) {
         .find(|c| c.resource_type == "CALL_RECORDINGS")
         .expect("fixture records calls");
     recordings.kms_key = Some(arn.into());
+}
+
+const STREAM_KEY: &str =
+    "arn:aws:kms:eu-west-2:111122223333:key/33333333-aaaa-bbbb-cccc-333333333333";
+
+/// A customer managed key at `state`, with a grant of `operations` to the SLR.
+fn add_key(s: &mut Snapshot, state: KeyState, operations: &[&str]) {
+    let mut key = key(s, STORAGE_KEY).clone();
+    key.arn = STREAM_KEY.into();
+    key.state = state;
+    key.grants = Some(Observed::Found(if operations.is_empty() {
+        vec![]
+    } else {
+        vec![Grant {
+            id: "g-stream".into(),
+            grantee: ROLE_ARN.into(),
+            operations: operations.iter().map(|o| o.to_string()).collect(),
+        }]
+    }));
+    s.keys.insert(STREAM_KEY.into(), Observed::Found(key));
+}
+
+/// Encrypts the CTR stream with a customer managed key.
+fn encrypt_ctr_stream(s: &mut Snapshot, state: KeyState, operations: &[&str]) {
+    add_key(s, state, operations);
+    s.streams.insert(
+        STREAM_ARN.into(),
+        Observed::Found(StreamEncryption {
+            key: Some(STREAM_KEY.into()),
+        }),
+    );
+}
+
+/// Agent events go to a Firehose encrypted with a customer managed key
+/// that has no grant for the SLR.
+fn firehose_on_key(s: &mut Snapshot, state: KeyState) {
+    add_key(s, state, &[]);
+    let firehose = "arn:aws:firehose:eu-west-2:111122223333:deliverystream/agent-events";
+    let Observed::Found(configs) = &mut s.instances[0].storage else {
+        panic!("fixture has storage configs")
+    };
+    let mut agent_events = configs[0].clone();
+    agent_events.resource_type = "AGENT_EVENTS".into();
+    agent_events.stream_arn = None;
+    agent_events.firehose_arn = Some(firehose.into());
+    configs.push(agent_events);
+    role(s).inline_policies[0].document["Statement"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"Effect": "Allow", "Action": ["firehose:PutRecord", "firehose:PutRecordBatch"], "Resource": firehose}));
+    s.streams.insert(
+        firehose.into(),
+        Observed::Found(StreamEncryption {
+            key: Some(STREAM_KEY.into()),
+        }),
+    );
 }
 
 /// Adds `statement` to the key's policy.
@@ -474,6 +531,54 @@ const CASES: &[Case] = &[
         "a grant to a service principal is not a grant to the SLR",
         |s| grants(s, STORAGE_KEY)[0].grantee = "connect.amazonaws.com".into(),
         &[StorageKmsGrantMissing],
+    ),
+    (
+        "CTR stream on a customer key without a grant for the SLR",
+        |s| encrypt_ctr_stream(s, KeyState::Enabled, &[]),
+        &[StorageKmsGrantMissing],
+    ),
+    (
+        "CTR stream on a customer key granted GenerateDataKey",
+        |s| encrypt_ctr_stream(s, KeyState::Enabled, &["GenerateDataKey"]),
+        &[],
+    ),
+    (
+        "CTR stream key disabled",
+        |s| encrypt_ctr_stream(s, KeyState::Disabled, &["GenerateDataKey"]),
+        &[KmsKeyUnusable],
+    ),
+    (
+        "CTR stream encryption unreadable",
+        |s| {
+            s.streams.insert(
+                STREAM_ARN.into(),
+                Observed::Unverified(failed("AccessDeniedException")),
+            );
+        },
+        &[CheckIncomplete],
+    ),
+    (
+        "Firehose on a customer key needs no grant for the SLR",
+        |s| firehose_on_key(s, KeyState::Enabled),
+        &[],
+    ),
+    (
+        "Firehose key disabled",
+        |s| firehose_on_key(s, KeyState::Disabled),
+        &[KmsKeyUnusable],
+    ),
+    (
+        "a contact analysis segment stream needs no inline permission",
+        |s| {
+            let Observed::Found(configs) = &mut s.instances[0].storage else {
+                panic!("fixture has storage configs")
+            };
+            let mut segments = configs[0].clone();
+            segments.resource_type = "REAL_TIME_CONTACT_ANALYSIS_VOICE_SEGMENTS".into();
+            segments.stream_arn = Some("arn:aws:kinesis:eu-west-2:111122223333:stream/rtca".into());
+            configs.push(segments);
+        },
+        &[],
     ),
     (
         "SLR deletion task still running: the role is as good as gone",

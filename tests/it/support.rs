@@ -18,6 +18,10 @@ use aws_sdk_iam::operation::get_role_policy::GetRolePolicyOutput;
 use aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesOutput;
 use aws_sdk_iam::operation::list_role_policies::ListRolePoliciesOutput;
 use aws_sdk_iam::types::AttachedPolicy;
+use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryOutput;
+use aws_sdk_kinesis::types::{
+    EncryptionType as StreamEncryptionType, StreamDescriptionSummary, StreamStatus,
+};
 use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
 use aws_sdk_kms::operation::get_key_policy::GetKeyPolicyOutput;
 use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
@@ -99,6 +103,8 @@ pub struct Account {
     pub profiles: Mocks,
     pub iam: Mocks,
     pub kms: Mocks,
+    pub kinesis: Mocks,
+    pub firehose: Mocks,
     pub sns: Mocks,
 }
 
@@ -368,6 +374,15 @@ impl Account {
             profiles: Mocks::new(profiles),
             iam: Mocks::new(iam),
             kms: Mocks::new(kms),
+            kinesis: Mocks::new(vec![(
+                "DescribeStreamSummary",
+                mock!(aws_sdk_kinesis::Client::describe_stream_summary).then_output(|| {
+                    DescribeStreamSummaryOutput::builder()
+                        .stream_description_summary(unencrypted_stream())
+                        .build()
+                }),
+            )]),
+            firehose: Mocks::default(),
             sns: Mocks::default(),
         }
     }
@@ -382,6 +397,8 @@ impl Account {
             ),
             iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, self.iam.rules()),
             kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, self.kms.rules()),
+            kinesis: mock_client!(aws_sdk_kinesis, RuleMode::MatchAny, self.kinesis.rules()),
+            firehose: mock_client!(aws_sdk_firehose, RuleMode::MatchAny, self.firehose.rules()),
             sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, self.sns.rules()),
             connect_pace: std::sync::Arc::new(Pace::new(1000.0, 1000)),
             region: "eu-west-2".to_owned(),
@@ -404,10 +421,27 @@ impl Account {
             &self.profiles,
             &self.iam,
             &self.kms,
+            &self.kinesis,
+            &self.firehose,
             &self.sns,
         ]
         .into_iter()
     }
+}
+
+/// The CTR stream, as Kinesis describes it: no server-side encryption.
+pub fn unencrypted_stream() -> StreamDescriptionSummary {
+    StreamDescriptionSummary::builder()
+        .stream_name("acme-ctr")
+        .stream_arn(STREAM_ARN)
+        .stream_status(StreamStatus::Active)
+        .retention_period_hours(24)
+        .stream_creation_timestamp(DateTime::from_secs(0))
+        .set_enhanced_monitoring(Some(Vec::new()))
+        .open_shard_count(1)
+        .encryption_type(StreamEncryptionType::None)
+        .build()
+        .unwrap()
 }
 
 /// RFC 3986 encoding as IAM applies it to policy documents.
