@@ -301,6 +301,13 @@ impl Service {
                 "ScheduleKeyDeletion",
                 "CancelKeyDeletion",
                 "PutKeyPolicy",
+                // Key states PendingImport and Unavailable, and keys named
+                // by alias; a custom key store names no key: a sweep.
+                "DeleteImportedKeyMaterial",
+                "DisconnectCustomKeyStore",
+                "ConnectCustomKeyStore",
+                "UpdateAlias",
+                "DeleteAlias",
             ],
         }
     }
@@ -470,7 +477,10 @@ impl Call<'_> {
     /// The key a KMS call names, if it names one. A call that names none
     /// (RetireGrant by grant token) is `None`; a malformed one is an error.
     fn key(&self) -> Result<Option<String>, TriggerError> {
-        let named = self.find("keyId", &["/requestParameters"]);
+        // An alias event is about the alias: the instances that name it.
+        let named = self
+            .find("keyId", &["/requestParameters"])
+            .or_else(|| self.find("aliasName", &["/requestParameters"]));
         let listed = self
             .detail
             .get("resources")

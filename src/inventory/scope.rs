@@ -137,7 +137,33 @@ fn is_alias(reference: &str) -> bool {
     reference.starts_with("alias/") || reference.contains(":alias/")
 }
 
-/// A key id and the ARN that ends in it name the same key.
+/// A key id and the ARN that ends in it name the same key; so do an alias
+/// name and its alias ARN.
 fn same_key(a: &str, b: &str) -> bool {
-    a == b || a.ends_with(&format!(":key/{b}")) || b.ends_with(&format!(":key/{a}"))
+    key_resource(a) == key_resource(b)
+}
+
+/// `key/<id>` or `alias/<name>`, whichever way the reference spells it.
+fn key_resource(reference: &str) -> std::borrow::Cow<'_, str> {
+    match reference.strip_prefix("arn:") {
+        Some(rest) => rest.splitn(5, ':').nth(4).unwrap_or(reference).into(),
+        None if reference.starts_with("alias/") => reference.into(),
+        None => format!("key/{reference}").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_key;
+
+    #[test]
+    fn a_key_or_alias_is_the_same_however_it_is_spelt() {
+        let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        let arn = "arn:aws:kms:eu-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let alias_arn = "arn:aws:kms:eu-west-2:111122223333:alias/acme-connect";
+        assert!(same_key(id, arn) && same_key(arn, id) && same_key(arn, arn));
+        assert!(same_key("alias/acme-connect", alias_arn));
+        assert!(!same_key("alias/acme-connect", arn));
+        assert!(!same_key(id, "alias/1234abcd-12ab-34cd-56ef-1234567890ab"));
+    }
 }

@@ -24,6 +24,12 @@ fn expected(file: &str) -> Option<Scope> {
         f if f.starts_with("connect-") => Scope::Instance(INSTANCE.into()),
         f if f.starts_with("profiles-") => Scope::Domain(DOMAIN.into()),
         "kms-create-grant.json" | "kms-retire-grant.json" => Scope::Key(KEY_ARN.into()),
+        "kms-update-alias.json" | "kms-delete-alias.json" => {
+            Scope::Key("alias/acme-connect".into())
+        }
+        "kms-connect-custom-key-store.json" | "kms-disconnect-custom-key-store.json" => {
+            Scope::Everything
+        }
         f if f.starts_with("kms-") => Scope::Key(KEY_ID.into()),
         "scheduled-sweep.json" => Scope::Everything,
         other => panic!("no expectation for events/{other}: add one"),
