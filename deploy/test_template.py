@@ -85,6 +85,7 @@ ALLOWED: dict[str, list[Any]] = {
     "logs:CreateLogStream": [{"Fn::GetAtt": ["GuardLogGroup", "Arn"]}],
     "logs:PutLogEvents": [{"Fn::GetAtt": ["GuardLogGroup", "Arn"]}],
     "sqs:SendMessage": [{"Fn::GetAtt": ["FailureQueue", "Arn"]}],
+    **{f"dynamodb:{a}": [{"Fn::GetAtt": ["LedgerTable", "Arn"]}] for a in ("Scan", "PutItem", "UpdateItem", "DeleteItem")},
 }
 ALLOWED_LOWER = {k.lower(): v for k, v in ALLOWED.items()}
 # The topic key's data-key actions are usable only through SNS.
@@ -468,7 +469,7 @@ def test_function_shape(template):
     assert p["LoggingConfig"]["LogGroup"] == {"Ref": "GuardLogGroup"}
     assert template["Resources"]["GuardLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     env = p["Environment"]["Variables"]
-    assert set(env) == {"ALERT_TOPIC_ARN", "REQUIRED_GRANT_OPERATIONS", "CONNECT_API_RPS"}
+    assert set(env) == {"ALERT_TOPIC_ARN", "REQUIRED_GRANT_OPERATIONS", "CONNECT_API_RPS", "LEDGER_TABLE", "REMINDER_INTERVAL"}
     assert template["Parameters"]["RequiredGrantOperations"]["Default"] == "Decrypt,GenerateDataKey"
     # Reserved concurrency x per-invocation rate stays within the Connect quota (2/s).
     assert int(template["Parameters"]["ReservedConcurrency"]["Default"]) * float(
@@ -536,3 +537,16 @@ def test_translated_template_lints_clean(template, monkeypatch):
     assert kinds.count("AWS::IAM::Role") == 1
     errors = lint(json.dumps(out), regions=["us-east-1", "eu-west-2", "ap-southeast-2"])
     assert [str(e) for e in errors] == []
+
+
+def test_the_ledger_table_is_on_demand_recoverable_encrypted_and_expires_resolved_items(template):
+    table = template["Resources"]["LedgerTable"]
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    env = template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert env["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
+    assert env["REMINDER_INTERVAL"] == {"Ref": "ReminderInterval"}

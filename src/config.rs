@@ -3,7 +3,10 @@
 
 use crate::rules::RuleSettings;
 
+use std::time::Duration;
+
 pub const DEFAULT_CONNECT_API_RPS: f64 = 2.0;
+pub const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const CONNECT_API_BURST: u32 = 5;
 const MAX_CONNECT_API_RPS: f64 = 1000.0;
 
@@ -11,8 +14,10 @@ const MAX_CONNECT_API_RPS: f64 = 1000.0;
 pub struct Settings {
     /// `ALERT_TOPIC_ARN`: where alerts go. Required by the Lambda.
     pub alert_topic_arn: Option<String>,
-    /// `LEDGER_TABLE`: accepted for forward compatibility; not used yet.
+    /// `LEDGER_TABLE`: the alert ledger; without it every detection pages.
     pub ledger_table: Option<String>,
+    /// `REMINDER_INTERVAL`: default `24h`; `off` is `None`.
+    pub reminder_interval: Option<Duration>,
     /// `REQUIRED_GRANT_OPERATIONS`: default `Decrypt,GenerateDataKey`.
     pub rules: RuleSettings,
     /// `CONNECT_API_RPS`: Connect calls per second this guard allows itself.
@@ -24,6 +29,7 @@ pub struct Settings {
 pub struct RawSettings {
     pub alert_topic_arn: Option<String>,
     pub ledger_table: Option<String>,
+    pub reminder_interval: Option<String>,
     pub required_grant_operations: Option<String>,
     pub connect_api_rps: Option<String>,
 }
@@ -46,6 +52,7 @@ impl RawSettings {
         RawSettings {
             alert_topic_arn: get("ALERT_TOPIC_ARN"),
             ledger_table: get("LEDGER_TABLE"),
+            reminder_interval: get("REMINDER_INTERVAL"),
             required_grant_operations: get("REQUIRED_GRANT_OPERATIONS"),
             connect_api_rps: get("CONNECT_API_RPS"),
         }
@@ -61,6 +68,11 @@ impl Settings {
         Ok(Settings {
             alert_topic_arn: raw.alert_topic_arn.map(topic_arn).transpose()?,
             ledger_table: raw.ledger_table,
+            reminder_interval: match raw.reminder_interval.as_deref().map(str::trim) {
+                None => Some(DEFAULT_REMINDER_INTERVAL),
+                Some("off") => None,
+                Some(text) => Some(duration("REMINDER_INTERVAL", text)?),
+            },
             rules: RuleSettings {
                 required_grant_operations: match raw.required_grant_operations {
                     Some(ops) => grant_operations(&ops)?,
@@ -115,6 +127,29 @@ fn grant_operations(value: &str) -> Result<Vec<String>, ConfigError> {
         Some(unknown) => Err(invalid(format!("{unknown} is not a KMS grant operation"))),
         None => Ok(ops),
     }
+}
+
+/// A duration as every setting spells it: an integer and `s`, `m`, `h` or
+/// `d` (`90s`, `5m`, `24h`, `7d`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let unit = text.chars().last()?;
+    let seconds = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let count: u64 = text[..text.len() - 1].parse().ok()?;
+    count.checked_mul(seconds).map(Duration::from_secs)
+}
+
+fn duration(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    parse_duration(value).ok_or_else(|| ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: "expected an integer followed by s, m, h or d (90s, 5m, 24h, 7d)".to_owned(),
+    })
 }
 
 fn connect_rps(value: &str) -> Result<f64, ConfigError> {
@@ -187,6 +222,46 @@ mod tests {
                 "{case:?} gave {err}"
             );
         }
+    }
+
+    #[test]
+    fn durations_take_one_syntax_everywhere() {
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(604_800)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        for bad in [
+            "",
+            "5",
+            "m",
+            "5 m",
+            "-5m",
+            "1.5h",
+            "5w",
+            "99999999999999999999d",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        let settings = Settings::parse(raw()).unwrap();
+        assert_eq!(settings.reminder_interval, Some(DEFAULT_REMINDER_INTERVAL));
+        let off = Settings::parse(RawSettings {
+            reminder_interval: Some("off".into()),
+            ..raw()
+        })
+        .unwrap();
+        assert_eq!(off.reminder_interval, None);
+        let bad = Settings::parse(RawSettings {
+            reminder_interval: Some("daily".into()),
+            ..raw()
+        });
+        assert!(matches!(
+            bad,
+            Err(ConfigError::Invalid {
+                name: "REMINDER_INTERVAL",
+                ..
+            })
+        ));
     }
 
     #[test]

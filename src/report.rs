@@ -15,6 +15,16 @@ pub struct PassReport {
     pub instances_checked: usize,
     pub findings: Vec<Finding>,
     pub alerts_published: usize,
+    /// What the ledger did, when there is one.
+    pub ledger: Option<LedgerCounts>,
+}
+
+/// The ledger's share of a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerCounts {
+    pub muted: usize,
+    pub resolved: usize,
+    pub rechecks_scheduled: usize,
 }
 
 /// How a report is printed.
@@ -37,6 +47,8 @@ struct Document<'a> {
     instances_checked: usize,
     checks_incomplete: usize,
     alerts_published: usize,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    ledger: Option<LedgerCounts>,
     findings: Vec<Alert<'a>>,
 }
 
@@ -48,6 +60,7 @@ impl Serialize for PassReport {
             instances_checked: self.instances_checked,
             checks_incomplete: self.checks_incomplete(),
             alerts_published: self.alerts_published,
+            ledger: self.ledger,
             findings: self.alerts(),
         }
         .serialize(serializer)

@@ -1,12 +1,16 @@
 //! Step 4 of a pass: findings -> alerts. [`render`] builds the
 //! `connect-slr-guard/alert/v1` document and its readable text; [`publish`]
-//! sends one SNS message per finding.
+//! sends one SNS message per finding. Under a ledger, [`lifecycle`] decides
+//! what to page (OPEN once, REMINDER, RESOLVED) and [`ledger`] remembers it.
 
+pub mod deliver;
+pub mod ledger;
+pub mod lifecycle;
 mod publish;
 mod render;
 
-pub use publish::{PublishError, publish};
-pub use render::{Alert, SCHEMA, sns_message, subject, text};
+pub use publish::{PublishError, publish, publish_alert};
+pub use render::{Alert, SCHEMA, Status, sns_message, subject, text};
 
 use serde::Serialize;
 

@@ -52,7 +52,11 @@ async fn publish_one(
     finding: &Finding,
     ctx: &PassContext,
 ) -> Result<(), String> {
-    let alert = Alert::open(finding, ctx);
+    publish_alert(sns, topic, &Alert::open(finding, ctx)).await
+}
+
+/// Publishes one alert; the error is the reason it could not be sent.
+pub async fn publish_alert(sns: &Client, topic: &str, alert: &Alert<'_>) -> Result<(), String> {
     let attribute = |value: &str| {
         MessageAttributeValue::builder()
             .data_type("String")
@@ -63,8 +67,8 @@ async fn publish_one(
     sns.publish()
         .topic_arn(topic)
         .message_structure("json")
-        .subject(subject(&alert))
-        .message(sns_message(&alert))
+        .subject(subject(alert))
+        .message(sns_message(alert))
         .message_attributes("severity", attribute(alert.severity.as_str())?)
         .message_attributes("rule", attribute(alert.rule.as_str())?)
         .message_attributes("status", attribute(alert.status)?)

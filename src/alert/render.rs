@@ -29,13 +29,37 @@ pub struct Alert<'a> {
     pub remediation: &'a str,
     pub trigger: &'a Trigger,
     pub observed_at: &'a str,
+    /// Under a ledger: when the drift was first seen (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    /// On a RESOLVED: `no longer found` or `instance deleted`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_reason: Option<&'static str>,
+}
+
+/// An alert's place in the drift's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    Reminder,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "OPEN",
+            Status::Reminder => "REMINDER",
+            Status::Resolved => "RESOLVED",
+        }
+    }
 }
 
 impl<'a> Alert<'a> {
     pub fn open(finding: &'a Finding, ctx: &'a PassContext) -> Self {
         Alert {
             schema: SCHEMA,
-            status: "OPEN",
+            status: Status::Open.as_str(),
             rule: finding.rule,
             severity: finding.severity,
             account: &ctx.account,
@@ -48,7 +72,22 @@ impl<'a> Alert<'a> {
             remediation: &finding.remediation,
             trigger: &ctx.trigger,
             observed_at: &ctx.observed_at,
+            first_seen: None,
+            resolved_reason: None,
         }
+    }
+
+    /// The same alert at another point of its lifecycle, under a ledger.
+    pub fn lifecycle(
+        mut self,
+        status: Status,
+        first_seen: String,
+        resolved_reason: Option<&'static str>,
+    ) -> Self {
+        self.status = status.as_str();
+        self.first_seen = Some(first_seen);
+        self.resolved_reason = resolved_reason;
+        self
     }
 }
 
@@ -84,7 +123,7 @@ pub fn text(alert: &Alert) -> String {
          Instance:  {instance}\n\
          Resource:  {resource}\n\
          Triggered: {trigger}\n\
-         Observed:  {observed}\n\n\
+         Observed:  {observed}{since}{resolved}\n\n\
          Fix:\n  {fix}\n\n\
          Details:\n{details}\n\n\
          Fingerprint: {fingerprint}\n",
@@ -97,6 +136,15 @@ pub fn text(alert: &Alert) -> String {
         instance = alert.instance_arn.unwrap_or("-"),
         resource = alert.resource_arn,
         observed = alert.observed_at,
+        since = alert
+            .first_seen
+            .as_deref()
+            .map(|t| format!("\nFirst seen: {t}"))
+            .unwrap_or_default(),
+        resolved = alert
+            .resolved_reason
+            .map(|r| format!("\nResolved:  {r}"))
+            .unwrap_or_default(),
         fix = alert.remediation,
         fingerprint = alert.fingerprint,
     )

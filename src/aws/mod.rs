@@ -20,6 +20,7 @@ pub struct Aws {
     pub kinesis: aws_sdk_kinesis::Client,
     pub firehose: aws_sdk_firehose::Client,
     pub sns: aws_sdk_sns::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     /// Every Amazon Connect request waits for a slot here first.
     pub connect_pace: Arc<Pace>,
     pub region: String,
@@ -43,6 +44,7 @@ impl Aws {
             kinesis: aws_sdk_kinesis::Client::new(config),
             firehose: aws_sdk_firehose::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
             connect_pace: Arc::new(connect_pace),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         }

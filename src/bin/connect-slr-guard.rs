@@ -46,6 +46,18 @@ struct Cli {
         value_name = "OPS"
     )]
     required_grant_operations: Option<String>,
+    /// DynamoDB table of the alert ledger: with --publish, page each drift
+    /// once, remind, and send RESOLVED (the Lambda's LEDGER_TABLE).
+    #[arg(long, global = true, env = "LEDGER_TABLE", value_name = "TABLE")]
+    ledger_table: Option<String>,
+    /// How often a drift still open is paged again (`24h`; `off`).
+    #[arg(
+        long,
+        global = true,
+        env = "REMINDER_INTERVAL",
+        value_name = "DURATION"
+    )]
+    reminder_interval: Option<String>,
     /// Amazon Connect API calls per second the audit allows itself.
     #[arg(long, global = true, env = "CONNECT_API_RPS", value_name = "RPS")]
     connect_api_rps: Option<String>,
@@ -100,7 +112,8 @@ fn init_logging(verbose: u8) {
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     let settings = Settings::parse(RawSettings {
         alert_topic_arn: cli.alert_topic_arn,
-        ledger_table: None,
+        ledger_table: cli.ledger_table,
+        reminder_interval: cli.reminder_interval,
         required_grant_operations: cli.required_grant_operations,
         connect_api_rps: cli.connect_api_rps,
     })

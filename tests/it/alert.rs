@@ -193,6 +193,7 @@ async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
     let guard = Guard {
         aws: account.aws(),
         settings: settings(),
+        ledger: None,
     };
     let report = guard
         .run(
@@ -243,6 +244,7 @@ async fn check_instance(account: &Account, delivery: Delivery) -> Result<PassRep
     let guard = Guard {
         aws: account.aws(),
         settings: settings(),
+        ledger: None,
     };
     guard
         .run(

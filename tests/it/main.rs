@@ -4,6 +4,7 @@
 mod alert;
 mod catalogue;
 mod inventory;
+mod lifecycle;
 mod properties;
 mod rules;
 mod support;

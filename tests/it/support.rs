@@ -106,6 +106,7 @@ pub struct Account {
     pub kinesis: Mocks,
     pub firehose: Mocks,
     pub sns: Mocks,
+    pub dynamodb: Mocks,
 }
 
 pub fn summary(id: &str) -> InstanceSummary {
@@ -384,6 +385,7 @@ impl Account {
             )]),
             firehose: Mocks::default(),
             sns: Mocks::default(),
+            dynamodb: Mocks::default(),
         }
     }
 
@@ -400,6 +402,7 @@ impl Account {
             kinesis: mock_client!(aws_sdk_kinesis, RuleMode::MatchAny, self.kinesis.rules()),
             firehose: mock_client!(aws_sdk_firehose, RuleMode::MatchAny, self.firehose.rules()),
             sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, self.sns.rules()),
+            dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, self.dynamodb.rules()),
             connect_pace: std::sync::Arc::new(Pace::new(1000.0, 1000)),
             region: "eu-west-2".to_owned(),
         }
@@ -424,6 +427,7 @@ impl Account {
             &self.kinesis,
             &self.firehose,
             &self.sns,
+            &self.dynamodb,
         ]
         .into_iter()
     }

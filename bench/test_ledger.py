@@ -1,0 +1,148 @@
+"""The alert ledger end to end: real DynamoDB, SNS and SQS in the emulator,
+the real binaries, one fresh process per pass (the CLI's `audit --publish`,
+and the Lambda over the Runtime API), so the only memory is the table."""
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import OUT, binary, sample_event
+from runtime_api import LambdaFunction
+from scenarios import INSTANCE_ID, OTHER_INSTANCE_ID, SCENARIOS, event_for, instance_arn, seed, spec_for
+from test_e2e import drain
+
+TABLE = "connect-slr-guard-ledger"
+
+
+@pytest.fixture()
+def ledger_env(account, guard_env):
+    account.client("dynamodb").create_table(
+        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    return {**guard_env, "LEDGER_TABLE": TABLE}
+
+
+def sweep(env):
+    """One pass in a fresh process: `connect-slr-guard audit --publish`."""
+    result = subprocess.run([binary("connect-slr-guard"), "audit", "--publish", "--format", "json"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def pages(account, seeded):
+    """(status, rule, instance, fingerprint, document) of every page SNS delivered to the queue."""
+    docs = [json.loads(m["Message"]) for m in drain(account.client("sqs"), seeded.queue_url)]
+    return sorted(((d["status"], d["rule"], d["instance_arn"], d["fingerprint"], d) for d in docs),
+                  key=lambda p: p[:4])
+
+
+def statuses(found):
+    return [(status, rule) for status, rule, *_ in found]
+
+
+def test_three_sweeps_over_one_drift_page_one_open(account, ledger_env):
+    seeded = seed(account, spec_for("key-disabled"))
+    reports = [sweep(ledger_env) for _ in range(3)]
+    found = pages(account, seeded)
+    assert statuses(found) == [("OPEN", "KMS_KEY_UNUSABLE")]
+    assert found[0][4]["first_seen"], "alerts under a ledger carry first_seen"
+    assert [r["alerts_published"] for r in reports] == [1, 0, 0]
+    assert all(r["findings"] for r in reports), "the report still lists the drift"
+
+
+def test_a_fixed_drift_resolves_once_with_its_open_fingerprint(account, ledger_env):
+    seeded = seed(account, spec_for("key-disabled"))
+    sweep(ledger_env)
+    [(_, _, _, fingerprint, opened)] = pages(account, seeded)
+    account.client("kms").enable_key(KeyId=seeded.domain_key.rsplit("/", 1)[1])
+    report = sweep(ledger_env)
+    sweep(ledger_env)
+    found = pages(account, seeded)
+    assert statuses(found) == [("RESOLVED", "KMS_KEY_UNUSABLE")]
+    resolved = found[0][4]
+    assert (resolved["fingerprint"], resolved["resource_arn"]) == (fingerprint, opened["resource_arn"])
+    assert resolved["resolved_reason"] == "no longer found"
+    assert resolved["first_seen"] == opened["first_seen"]
+    assert report["resolved"] == 1
+
+
+def test_a_drift_still_there_is_reminded_each_interval(account, ledger_env):
+    env = {**ledger_env, "REMINDER_INTERVAL": "2s"}
+    seeded = seed(account, spec_for("key-disabled"))
+    sweep(env)
+    sweep(env)
+    time.sleep(2.5)
+    sweep(env)
+    found = [p for p in pages(account, seeded)]
+    assert sorted(statuses(found)) == [("OPEN", "KMS_KEY_UNUSABLE"), ("REMINDER", "KMS_KEY_UNUSABLE")]
+    assert found[0][4]["first_seen"] == found[1][4]["first_seen"]
+    assert found[0][3] == found[1][3]
+
+
+def test_an_incomplete_check_does_not_resolve(account, ledger_env, proxy):
+    seeded = seed(account, spec_for("key-disabled"))
+    sweep(ledger_env)
+    pages(account, seeded)
+    account.client("kms").enable_key(KeyId=seeded.domain_key.rsplit("/", 1)[1])
+    proxy.set({"connect": {"mode": "deny", "match": INSTANCE_ID}})
+    sweep(ledger_env)
+    assert statuses(pages(account, seeded)) == [("OPEN", "CHECK_INCOMPLETE")], "the fix is not believed unseen"
+    proxy.set({})
+    sweep(ledger_env)
+    assert statuses(pages(account, seeded)) == [("RESOLVED", "CHECK_INCOMPLETE"), ("RESOLVED", "KMS_KEY_UNUSABLE")]
+
+
+def test_a_targeted_event_resolves_only_what_it_covered(account, ledger_env, proxy):
+    seeded = seed(account, spec_for("access-denied-one-instance"))
+    proxy.set(SCENARIOS["access-denied-one-instance"].faults)
+    sweep(ledger_env)
+    assert statuses(pages(account, seeded)) == [("OPEN", "CHECK_INCOMPLETE")]
+    proxy.set({})
+    about_the_other = event_for(SCENARIOS["healthy"], seeded, sample_event("connect-update-instance-attribute.json"))
+    event_file = OUT / "ledger-event.json"
+    event_file.write_text(json.dumps(about_the_other))
+    result = subprocess.run([binary("connect-slr-guard"), "check-event", str(event_file), "--publish"],
+                            env=ledger_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert pages(account, seeded) == [], f"an event about {INSTANCE_ID} says nothing of {OTHER_INSTANCE_ID}"
+    sweep(ledger_env)
+    found = pages(account, seeded)
+    # Now readable, the other instance (no domain of its own) reaches the
+    # amazon-connect- domain: a new drift, paged once.
+    assert statuses(found) == [("OPEN", "PROFILES_CROSS_DOMAIN_EXPOSURE"), ("RESOLVED", "CHECK_INCOMPLETE")]
+    assert found[1][2] == instance_arn(OTHER_INSTANCE_ID)
+
+
+def test_concurrent_passes_page_once(account, ledger_env):
+    seeded = seed(account, spec_for("key-disabled"))
+    threads = [threading.Thread(target=sweep, args=(ledger_env,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses(pages(account, seeded)) == [("OPEN", "KMS_KEY_UNUSABLE")]
+
+
+def test_sns_down_fails_the_invocation_and_the_retry_pages_once(account, ledger_env, proxy):
+    seeded = seed(account, spec_for("key-disabled"))
+    fn = LambdaFunction(binary("connect-slr-guard-lambda"), ledger_env, log_path=OUT / "lambda-ledger.log")
+    try:
+        fn.wait_ready()
+        event = json.loads(sample_event("scheduled-sweep.json"))
+        proxy.set({"sns": {"mode": "5xx"}})
+        ok, body = fn.invoke(event)
+        assert not ok and body["errorType"] == "AlertDeliveryFailed", body
+        proxy.set({})
+        ok, body = fn.invoke(event)
+        assert ok, body
+        ok, again = fn.invoke(event)
+        assert ok and again["alerts_published"] == 0, again
+    finally:
+        fn.close()
+    assert statuses(pages(account, seeded)) == [("OPEN", "KMS_KEY_UNUSABLE")]
+    assert body["alerts_published"] == 1 and body["resolved"] == 0

@@ -1,0 +1,158 @@
+//! Delivery under a ledger: decide, then for each page claim, publish and
+//! commit. A page that cannot be sent gives its claim back and fails the
+//! pass, so Lambda's retry sends it; nothing is lost and nothing is sent
+//! twice by a retry or a concurrent pass.
+
+use std::collections::BTreeMap;
+
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
+use tracing::{info, warn};
+
+use super::ledger::{Claim, Ledger, LedgerError};
+use super::lifecycle::{Coverage, Decision, Record, ResolvedReason, decide};
+use super::{Alert, PassContext, Status, publish_alert};
+use crate::finding::Finding;
+
+/// What delivery did.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    pub published: usize,
+    pub resolved: usize,
+    /// Why pages could not be sent; each was released for the retry.
+    pub failures: Vec<String>,
+}
+
+/// Where and how pages go.
+pub struct Channel<'a> {
+    pub sns: &'a aws_sdk_sns::Client,
+    pub topic: &'a str,
+    pub ctx: &'a PassContext,
+}
+
+/// One change to make: what to send, and the record to commit after.
+struct Page<'a> {
+    status: Status,
+    finding: &'a Finding,
+    known: Option<&'a Record>,
+    record: Record,
+    resolved: Option<ResolvedReason>,
+}
+
+pub async fn deliver(
+    ledger: &Ledger,
+    channel: &Channel<'_>,
+    findings: &[Finding],
+    coverage: &Coverage,
+    reminder_interval: Option<i64>,
+    now: i64,
+) -> Result<Delivered, LedgerError> {
+    let (account, region) = (&channel.ctx.account, &channel.ctx.region);
+    let found: BTreeMap<String, &Finding> = findings
+        .iter()
+        .map(|f| (f.fingerprint(account, region), f))
+        .collect();
+    let records = ledger.open_records().await?;
+    let mut delivered = Delivered::default();
+    for decision in decide(now, &found, &records, coverage, reminder_interval) {
+        let page = match decision {
+            Decision::Open(fp) => opened(&found, &records, fp, Status::Open, now),
+            Decision::Remind(fp) => opened(&found, &records, fp, Status::Reminder, now),
+            Decision::Resolve(fp, reason) => resolved(&records, &fp, reason, now),
+            Decision::Forget(fp) => {
+                ledger.forget(&records[&fp]).await?;
+                continue;
+            }
+            Decision::Quiet(_) => continue,
+        };
+        send(ledger, channel, page, now, &mut delivered).await?;
+    }
+    Ok(delivered)
+}
+
+fn opened<'a>(
+    found: &BTreeMap<String, &'a Finding>,
+    records: &'a BTreeMap<String, Record>,
+    fingerprint: String,
+    status: Status,
+    now: i64,
+) -> Page<'a> {
+    let finding = found[&fingerprint];
+    let known = records.get(&fingerprint);
+    let record = Record {
+        rule: finding.rule,
+        instance_arn: finding.instance_arn.clone(),
+        resource_arn: finding.resource_arn.clone(),
+        first_seen: known.map_or(now, |r| r.first_seen),
+        last_notified: Some(now),
+        finding: finding.clone(),
+        version: known.map_or(0, |r| r.version) + 1,
+        fingerprint,
+    };
+    Page {
+        status,
+        finding,
+        known,
+        record,
+        resolved: None,
+    }
+}
+
+fn resolved<'a>(
+    records: &'a BTreeMap<String, Record>,
+    fingerprint: &str,
+    reason: ResolvedReason,
+    now: i64,
+) -> Page<'a> {
+    let known = &records[fingerprint];
+    let mut record = known.clone();
+    record.last_notified = Some(now);
+    record.version += 1;
+    Page {
+        status: Status::Resolved,
+        finding: &known.finding,
+        known: Some(known),
+        record,
+        resolved: Some(reason),
+    }
+}
+
+async fn send(
+    ledger: &Ledger,
+    channel: &Channel<'_>,
+    page: Page<'_>,
+    now: i64,
+    delivered: &mut Delivered,
+) -> Result<(), LedgerError> {
+    let fingerprint = &page.record.fingerprint;
+    // A new claim writes the record as not yet sent.
+    let mut unsent = page.record.clone();
+    unsent.last_notified = page.known.and_then(|k| k.last_notified);
+    if ledger.claim(page.known, &unsent, now).await? == Claim::Lost {
+        info!(%fingerprint, "another pass holds or already changed this drift");
+        return Ok(());
+    }
+    let alert = Alert::open(page.finding, channel.ctx).lifecycle(
+        page.status,
+        rfc3339(page.record.first_seen),
+        page.resolved.map(ResolvedReason::as_str),
+    );
+    if let Err(reason) = publish_alert(channel.sns, channel.topic, &alert).await {
+        warn!(%fingerprint, %reason, "page not sent; claim released for the retry");
+        delivered.failures.push(reason);
+        return ledger.release(fingerprint).await;
+    }
+    delivered.published += 1;
+    if page.resolved.is_some() {
+        delivered.resolved += 1;
+    }
+    ledger
+        .commit(&page.record, page.resolved.is_some(), now)
+        .await
+}
+
+fn rfc3339(epoch_seconds: i64) -> String {
+    DateTime::from_secs(epoch_seconds)
+        .fmt(Format::DateTime)
+        .unwrap_or_default()
+}

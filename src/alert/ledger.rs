@@ -1,0 +1,247 @@
+//! The alert ledger in DynamoDB: one item per fingerprint. Every change is a
+//! conditional write, so two passes over the same drift, or a retried
+//! invocation, page once: decide, claim, publish, commit. A claim carries a
+//! lease; one left by a crashed invocation expires, so the drift is not
+//! silenced for ever.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::lifecycle::Record;
+use crate::aws::ReadError;
+
+/// How long a claim holds before another pass may take the fingerprint over.
+pub const CLAIM_LEASE_SECS: i64 = 120;
+/// How long a RESOLVED record is kept (DynamoDB TTL) for `findings` and audits.
+pub const RESOLVED_RETENTION_SECS: i64 = 30 * 86_400;
+
+const KIND_FINDING: &str = "finding";
+const OPEN: &str = "OPEN";
+const RESOLVED: &str = "RESOLVED";
+
+#[derive(Debug, thiserror::Error)]
+#[error("alert ledger {table}: {reason}")]
+pub struct LedgerError {
+    pub table: String,
+    pub reason: String,
+}
+
+pub struct Ledger {
+    client: Client,
+    table: String,
+    /// Names this invocation's claims.
+    owner: String,
+}
+
+/// A claim's outcome: ours, or another pass holds (or already changed) it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    Won,
+    Lost,
+}
+
+impl Ledger {
+    pub fn new(client: Client, table: String) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Ledger {
+            client,
+            table,
+            owner: format!("{}-{nanos}", std::process::id()),
+        }
+    }
+
+    fn error(&self, reason: impl std::fmt::Display) -> LedgerError {
+        LedgerError {
+            table: self.table.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Every open record (sent or not).
+    #[tracing::instrument(skip(self))]
+    pub async fn open_records(&self) -> Result<BTreeMap<String, Record>, LedgerError> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("kind = :kind AND #state = :open")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":kind", s(KIND_FINDING))
+            .expression_attribute_values(":open", s(OPEN))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.error(ReadError::from(e).reason()))?;
+        items
+            .iter()
+            .map(|item| {
+                let record = record_of(item).map_err(|e| self.error(e))?;
+                Ok((record.fingerprint.clone(), record))
+            })
+            .collect()
+    }
+
+    /// Claims a fingerprint for one change: `known` is the record the
+    /// decision read (`None` for a drift the ledger does not hold open).
+    pub async fn claim(
+        &self,
+        known: Option<&Record>,
+        fresh: &Record,
+        now: i64,
+    ) -> Result<Claim, LedgerError> {
+        let until = n(now + CLAIM_LEASE_SECS);
+        let result = match known {
+            Some(record) => self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(&record.fingerprint))
+                .update_expression("SET claim_until = :until, claimed_by = :me")
+                .condition_expression(
+                    "version = :v AND (attribute_not_exists(claim_until) OR claim_until < :now)",
+                )
+                .expression_attribute_values(":until", until)
+                .expression_attribute_values(":me", s(&self.owner))
+                .expression_attribute_values(":v", n(record.version as i64))
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(conditional),
+            None => {
+                let mut item = item_of(fresh, OPEN).map_err(|e| self.error(e))?;
+                item.insert("claim_until".to_owned(), until);
+                item.insert("claimed_by".to_owned(), s(&self.owner));
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk) OR #state = :resolved")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":resolved", s(RESOLVED))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(conditional)
+            }
+        };
+        match result {
+            Ok(()) => Ok(Claim::Won),
+            Err(Conditional::Failed) => Ok(Claim::Lost),
+            Err(Conditional::Other(reason)) => Err(self.error(reason)),
+        }
+    }
+
+    /// Records what was sent and gives the claim up. `resolved` records
+    /// expire after [`RESOLVED_RETENTION_SECS`].
+    pub async fn commit(
+        &self,
+        record: &Record,
+        resolved: bool,
+        now: i64,
+    ) -> Result<(), LedgerError> {
+        let mut item =
+            item_of(record, if resolved { RESOLVED } else { OPEN }).map_err(|e| self.error(e))?;
+        if resolved {
+            item.insert("ttl".to_owned(), n(now + RESOLVED_RETENTION_SECS));
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("claimed_by = :me")
+            .expression_attribute_values(":me", s(&self.owner))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(ReadError::from(e).reason()))
+    }
+
+    /// Gives a claim up without a change (the page could not be sent), so
+    /// the retry can take it at once.
+    pub async fn release(&self, fingerprint: &str) -> Result<(), LedgerError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(fingerprint))
+            .update_expression("REMOVE claim_until, claimed_by")
+            .condition_expression("claimed_by = :me")
+            .expression_attribute_values(":me", s(&self.owner))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(ReadError::from(e).reason()))
+    }
+
+    /// Drops a record nobody was paged about, unless it changed meanwhile.
+    pub async fn forget(&self, record: &Record) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&record.fingerprint))
+            .condition_expression("version = :v AND attribute_not_exists(claimed_by)")
+            .expression_attribute_values(":v", n(record.version as i64))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(conditional);
+        match result {
+            Ok(()) | Err(Conditional::Failed) => Ok(()),
+            Err(Conditional::Other(reason)) => Err(self.error(reason)),
+        }
+    }
+}
+
+enum Conditional {
+    Failed,
+    Other(String),
+}
+
+fn conditional<E, R>(err: SdkError<E, R>) -> Conditional
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    if err.code() == Some("ConditionalCheckFailedException") {
+        Conditional::Failed
+    } else {
+        Conditional::Other(ReadError::from(err).reason())
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The item for a record: its key and the attributes conditions test, and
+/// the record itself as JSON.
+fn item_of(record: &Record, state: &str) -> Result<HashMap<String, AttributeValue>, String> {
+    let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
+    Ok(HashMap::from([
+        ("pk".to_owned(), s(&record.fingerprint)),
+        ("kind".to_owned(), s(KIND_FINDING)),
+        ("state".to_owned(), s(state)),
+        ("version".to_owned(), n(record.version as i64)),
+        ("record".to_owned(), s(&json)),
+    ]))
+}
+
+fn record_of(item: &HashMap<String, AttributeValue>) -> Result<Record, String> {
+    let json = item
+        .get("record")
+        .and_then(|v| v.as_s().ok())
+        .ok_or("an item without its record")?;
+    serde_json::from_str(json).map_err(|e| format!("an unreadable record: {e}"))
+}

@@ -1,0 +1,184 @@
+//! The alert lifecycle under a ledger, as a pure function: given what a
+//! pass found, what the ledger holds and what the pass covered, decide what
+//! to page. OPEN once per fingerprint, REMINDER every interval while the
+//! drift persists, RESOLVED only when a pass covered the resource completely
+//! and only if an OPEN was sent. No IO and no clock: times come in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::finding::{Finding, RuleId};
+use crate::model::{Observed, Snapshot};
+use crate::trigger::Scope;
+
+/// What the ledger remembers of one fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub fingerprint: String,
+    pub rule: RuleId,
+    pub instance_arn: Option<String>,
+    pub resource_arn: String,
+    /// Epoch seconds the drift was first seen (kept across reminders).
+    pub first_seen: i64,
+    /// Epoch seconds of the last OPEN or REMINDER; `None` until one is sent.
+    pub last_notified: Option<i64>,
+    /// The finding as last seen, to render its RESOLVED.
+    pub finding: Finding,
+    /// Bumped on every commit: a claim names the version it decided on.
+    pub version: u64,
+}
+
+impl Record {
+    pub fn open_sent(&self) -> bool {
+        self.last_notified.is_some()
+    }
+}
+
+/// What a pass verified completely: only there may a finding resolve.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Coverage {
+    /// Instances checked with every read complete.
+    pub instances: BTreeSet<String>,
+    /// Every instance that exists, when the pass listed them all: an
+    /// instance not in it is gone.
+    pub existing: Option<BTreeSet<String>>,
+    /// The instance id a targeted pass found gone.
+    pub gone: Option<String>,
+    /// Findings not tied to an instance (cross-domain exposure, a failed
+    /// listing): only a sweep that listed everything covers them.
+    pub account_level: bool,
+}
+
+impl Coverage {
+    /// What `snapshot` covered for `scope`, given the pass's `findings`: an
+    /// instance with a `CHECK_INCOMPLETE` is not covered.
+    pub fn of(scope: &Scope, snapshot: &Snapshot, findings: &[Finding]) -> Coverage {
+        let incomplete: BTreeSet<Option<&str>> = findings
+            .iter()
+            .filter(|f| f.rule == RuleId::CheckIncomplete)
+            .map(|f| f.instance_arn.as_deref())
+            .collect();
+        let instances = snapshot
+            .instances
+            .iter()
+            .filter(|i| i.checked && i.is_active())
+            .filter(|i| !incomplete.contains(&Some(i.arn.as_str())))
+            .map(|i| i.arn.clone())
+            .collect();
+        let listed_all = snapshot.incomplete.is_empty();
+        let sweep = matches!(scope, Scope::Everything) && listed_all;
+        Coverage {
+            instances,
+            existing: sweep.then(|| snapshot.instances.iter().map(|i| i.arn.clone()).collect()),
+            gone: match scope {
+                Scope::Instance(id) if listed_all && snapshot.instances.is_empty() => {
+                    Some(id.clone())
+                }
+                _ => None,
+            },
+            account_level: sweep
+                && !incomplete.contains(&None)
+                && matches!(snapshot.connect_domains, Observed::Found(_)),
+        }
+    }
+}
+
+/// Why a RESOLVED is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ResolvedReason {
+    #[serde(rename = "no longer found")]
+    NoLongerFound,
+    #[serde(rename = "instance deleted")]
+    InstanceDeleted,
+}
+
+impl ResolvedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolvedReason::NoLongerFound => "no longer found",
+            ResolvedReason::InstanceDeleted => "instance deleted",
+        }
+    }
+}
+
+/// One decision about one fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Page OPEN: new, back after RESOLVED, or never sent.
+    Open(String),
+    /// Page REMINDER: still there, and the interval has passed.
+    Remind(String),
+    /// Page RESOLVED: an OPEN was sent and a covering pass no longer finds it.
+    Resolve(String, ResolvedReason),
+    /// Gone before anyone was paged: drop the record silently.
+    Forget(String),
+    /// Still there and already paged recently: nothing to send.
+    Quiet(String),
+}
+
+/// Decides every fingerprint the pass found or the ledger holds.
+pub fn decide(
+    now: i64,
+    found: &BTreeMap<String, &Finding>,
+    records: &BTreeMap<String, Record>,
+    coverage: &Coverage,
+    reminder_interval: Option<i64>,
+) -> Vec<Decision> {
+    let mut decisions: Vec<Decision> = found
+        .keys()
+        .map(|fingerprint| match records.get(fingerprint) {
+            Some(record) if record.open_sent() => {
+                let due = reminder_interval.is_some_and(|interval| {
+                    record
+                        .last_notified
+                        .is_some_and(|last| now - last >= interval)
+                });
+                if due {
+                    Decision::Remind(fingerprint.clone())
+                } else {
+                    Decision::Quiet(fingerprint.clone())
+                }
+            }
+            _ => Decision::Open(fingerprint.clone()),
+        })
+        .collect();
+    decisions.extend(
+        records
+            .values()
+            .filter(|record| !found.contains_key(&record.fingerprint))
+            .filter_map(|record| {
+                let reason = covered(record, coverage)?;
+                Some(if record.open_sent() {
+                    Decision::Resolve(record.fingerprint.clone(), reason)
+                } else {
+                    Decision::Forget(record.fingerprint.clone())
+                })
+            }),
+    );
+    decisions
+}
+
+/// Why the pass may resolve the record, if it covered its resource.
+fn covered(record: &Record, coverage: &Coverage) -> Option<ResolvedReason> {
+    match &record.instance_arn {
+        Some(arn) if is_gone(arn, coverage) => Some(ResolvedReason::InstanceDeleted),
+        Some(arn) if coverage.instances.contains(arn) => Some(ResolvedReason::NoLongerFound),
+        Some(_) => None,
+        None => coverage
+            .account_level
+            .then_some(ResolvedReason::NoLongerFound),
+    }
+}
+
+fn is_gone(instance_arn: &str, coverage: &Coverage) -> bool {
+    let listed_without = coverage
+        .existing
+        .as_ref()
+        .is_some_and(|existing| !existing.contains(instance_arn));
+    let named_gone = coverage
+        .gone
+        .as_ref()
+        .is_some_and(|id| instance_arn.ends_with(&format!(":instance/{id}")));
+    listed_without || named_gone
+}
