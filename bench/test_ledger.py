@@ -11,7 +11,7 @@ import pytest
 
 from conftest import OUT, binary, sample_event
 from runtime_api import LambdaFunction
-from scenarios import INSTANCE_ID, OTHER_INSTANCE_ID, SCENARIOS, event_for, instance_arn, seed, spec_for
+from scenarios import INSTANCE_ID, OTHER_INSTANCE_ID, ROLE_ARN, SCENARIOS, event_for, instance_arn, seed, spec_for
 from test_e2e import drain
 
 TABLE = "connect-slr-guard-ledger"
@@ -146,3 +146,71 @@ def test_sns_down_fails_the_invocation_and_the_retry_pages_once(account, ledger_
         fn.close()
     assert statuses(pages(account, seeded)) == [("OPEN", "KMS_KEY_UNUSABLE")]
     assert body["alerts_published"] == 1 and body["resolved"] == 0
+
+
+def now_event(scenario, seeded, name):
+    """A sample event about this account, happening now."""
+    event = event_for(scenario, seeded, sample_event(name))
+    event["detail"]["eventTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return event
+
+
+def sqs_event(message, queue_arn):
+    """The event Lambda's SQS event source hands the function for one message."""
+    return {"Records": [{
+        "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"], "attributes": message.get("Attributes", {}),
+        "messageAttributes": {}, "md5OfBody": message["MD5OfBody"], "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn, "awsRegion": "eu-west-2"}]}
+
+
+@pytest.fixture()
+def settling(account, ledger_env):
+    """A Lambda with a 2 s settle window and its re-check queue."""
+    sqs = account.client("sqs")
+    queue_url = sqs.create_queue(QueueName="connect-slr-guard-rechecks")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    env = {**ledger_env, "SETTLE_WINDOW": "2s", "RECHECK_QUEUE_URL": queue_url}
+    fn = LambdaFunction(binary("connect-slr-guard-lambda"), env, log_path=OUT / "lambda-settle.log")
+    fn.wait_ready()
+
+    def deliver_rechecks():
+        """Waits for the delayed re-checks and hands them to the function as SQS would."""
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5,
+                                       AttributeNames=["All"]).get("Messages", [])
+        for m in messages:
+            ok, body = fn.invoke(sqs_event(m, queue_arn))
+            assert ok and body == {"batchItemFailures": []}, body
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return len(messages)
+
+    yield fn, deliver_rechecks
+    fn.close()
+
+
+def test_a_grant_change_settles_then_the_recheck_pages_what_is_still_there(account, settling):
+    fn, deliver_rechecks = settling
+    scenario = SCENARIOS["profiles-grant-missing"]
+    seeded = seed(account, spec_for(scenario.name))
+    ok, body = fn.invoke(now_event(scenario, seeded, "kms-revoke-grant.json"))
+    assert ok, body
+    assert (body["alerts_published"], body["held"], body["rechecks_scheduled"]) == (0, 1, 1), body
+    assert pages(account, seeded) == [], "nothing pages while the revocation settles"
+    time.sleep(2.2)
+    assert deliver_rechecks() == 1
+    assert statuses(pages(account, seeded)) == [("OPEN", "PROFILES_KMS_GRANT_MISSING")]
+
+
+def test_a_grant_revoked_and_restored_within_the_window_never_pages(account, settling):
+    fn, deliver_rechecks = settling
+    scenario = SCENARIOS["profiles-grant-missing"]
+    seeded = seed(account, spec_for(scenario.name))
+    ok, body = fn.invoke(now_event(scenario, seeded, "kms-revoke-grant.json"))
+    assert ok and body["rechecks_scheduled"] == 1, body
+    account.client("kms").create_grant(KeyId=seeded.domain_key, GranteePrincipal=ROLE_ARN,
+                                       Operations=["Decrypt", "GenerateDataKey"])
+    ok, body = fn.invoke(now_event(scenario, seeded, "kms-create-grant.json"))
+    assert ok and body["findings"] == [], body
+    time.sleep(2.2)
+    assert deliver_rechecks() == 1
+    assert pages(account, seeded) == []

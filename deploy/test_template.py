@@ -84,7 +84,7 @@ ALLOWED: dict[str, list[Any]] = {
     },
     "logs:CreateLogStream": [{"Fn::GetAtt": ["GuardLogGroup", "Arn"]}],
     "logs:PutLogEvents": [{"Fn::GetAtt": ["GuardLogGroup", "Arn"]}],
-    "sqs:SendMessage": [{"Fn::GetAtt": ["FailureQueue", "Arn"]}],
+    "sqs:SendMessage": [{"Fn::GetAtt": ["FailureQueue", "Arn"]}, {"Fn::GetAtt": ["RecheckQueue", "Arn"]}],
     **{f"dynamodb:{a}": [{"Fn::GetAtt": ["LedgerTable", "Arn"]}] for a in ("Scan", "PutItem", "UpdateItem", "DeleteItem")},
 }
 ALLOWED_LOWER = {k.lower(): v for k, v in ALLOWED.items()}
@@ -469,7 +469,8 @@ def test_function_shape(template):
     assert p["LoggingConfig"]["LogGroup"] == {"Ref": "GuardLogGroup"}
     assert template["Resources"]["GuardLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     env = p["Environment"]["Variables"]
-    assert set(env) == {"ALERT_TOPIC_ARN", "REQUIRED_GRANT_OPERATIONS", "CONNECT_API_RPS", "LEDGER_TABLE", "REMINDER_INTERVAL"}
+    assert set(env) == {"ALERT_TOPIC_ARN", "REQUIRED_GRANT_OPERATIONS", "CONNECT_API_RPS", "LEDGER_TABLE", "REMINDER_INTERVAL",
+                        "SETTLE_WINDOW", "RECHECK_QUEUE_URL"}
     assert template["Parameters"]["RequiredGrantOperations"]["Default"] == "Decrypt,GenerateDataKey"
     # Reserved concurrency x per-invocation rate stays within the Connect quota (2/s).
     assert int(template["Parameters"]["ReservedConcurrency"]["Default"]) * float(
@@ -487,11 +488,14 @@ def test_failure_handling(template):
     assert on_failure == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["FailureQueue", "Arn"]}}
     assert res["FailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
     for name, ev in p["Events"].items():
+        if ev["Type"] == "SQS":  # its queue's redrive policy dead-letters instead
+            continue
         assert ev["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FailureQueue", "Arn"]}}, name
     topic = {"Fn::If": ["CreateTopic", {"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}]}
     alarms = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     metrics = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
-    assert metrics == {("AWS/Lambda", "Errors"), ("AWS/SQS", "ApproximateNumberOfMessagesVisible")}
+    assert metrics == {("AWS/Lambda", "Errors"), ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+                       ("AWS/SQS", "NumberOfMessagesSent")}
     for a in alarms.values():
         assert a["AlarmActions"] == [topic]
 
@@ -550,3 +554,17 @@ def test_the_ledger_table_is_on_demand_recoverable_encrypted_and_expires_resolve
     env = template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
     assert env["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
     assert env["REMINDER_INTERVAL"] == {"Ref": "ReminderInterval"}
+
+
+def test_rechecks_arrive_as_sqs_events_with_partial_batch_responses_and_a_dead_letter_queue(template):
+    events = template["Resources"][FUNCTION]["Properties"]["Events"]
+    rechecks = events["Rechecks"]["Properties"]
+    assert events["Rechecks"]["Type"] == "SQS"
+    assert rechecks["Queue"] == {"Fn::GetAtt": ["RecheckQueue", "Arn"]}
+    assert rechecks["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = template["Resources"]["RecheckQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["RecheckDeadLetterQueue", "Arn"]}
+    alarm = template["Resources"]["RecheckDeadLetterAlarm"]["Properties"]
+    assert (alarm["MetricName"], alarm["Statistic"], alarm["Threshold"]) == ("NumberOfMessagesSent", "Sum", 1)
+    env = template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert env["RECHECK_QUEUE_URL"] == {"Ref": "RecheckQueue"}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub const DEFAULT_CONNECT_API_RPS: f64 = 2.0;
 pub const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_SETTLE_WINDOW: Duration = Duration::from_secs(5 * 60);
 pub const CONNECT_API_BURST: u32 = 5;
 const MAX_CONNECT_API_RPS: f64 = 1000.0;
 
@@ -18,6 +19,11 @@ pub struct Settings {
     pub ledger_table: Option<String>,
     /// `REMINDER_INTERVAL`: default `24h`; `off` is `None`.
     pub reminder_interval: Option<Duration>,
+    /// `SETTLE_WINDOW`: default `5m`; `0s` disables. A pass triggered by a
+    /// KMS change younger than this pages nothing new: it re-checks later.
+    pub settle_window: Duration,
+    /// `RECHECK_QUEUE_URL`: the SQS queue delayed re-checks go through.
+    pub recheck_queue_url: Option<String>,
     /// `REQUIRED_GRANT_OPERATIONS`: default `Decrypt,GenerateDataKey`.
     pub rules: RuleSettings,
     /// `CONNECT_API_RPS`: Connect calls per second this guard allows itself.
@@ -30,6 +36,8 @@ pub struct RawSettings {
     pub alert_topic_arn: Option<String>,
     pub ledger_table: Option<String>,
     pub reminder_interval: Option<String>,
+    pub settle_window: Option<String>,
+    pub recheck_queue_url: Option<String>,
     pub required_grant_operations: Option<String>,
     pub connect_api_rps: Option<String>,
 }
@@ -53,6 +61,8 @@ impl RawSettings {
             alert_topic_arn: get("ALERT_TOPIC_ARN"),
             ledger_table: get("LEDGER_TABLE"),
             reminder_interval: get("REMINDER_INTERVAL"),
+            settle_window: get("SETTLE_WINDOW"),
+            recheck_queue_url: get("RECHECK_QUEUE_URL"),
             required_grant_operations: get("REQUIRED_GRANT_OPERATIONS"),
             connect_api_rps: get("CONNECT_API_RPS"),
         }
@@ -73,6 +83,11 @@ impl Settings {
                 Some("off") => None,
                 Some(text) => Some(duration("REMINDER_INTERVAL", text)?),
             },
+            settle_window: match raw.settle_window.as_deref() {
+                None => DEFAULT_SETTLE_WINDOW,
+                Some(text) => duration("SETTLE_WINDOW", text.trim())?,
+            },
+            recheck_queue_url: raw.recheck_queue_url,
             rules: RuleSettings {
                 required_grant_operations: match raw.required_grant_operations {
                     Some(ops) => grant_operations(&ops)?,

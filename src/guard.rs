@@ -4,12 +4,14 @@
 
 use tracing::{info, warn};
 
-use crate::alert::deliver::{Channel, deliver};
+use crate::alert::deliver::{Channel, NewDrift, deliver};
 use crate::alert::ledger::{Ledger, LedgerError};
 use crate::alert::lifecycle::Coverage;
+use crate::alert::recheck::{Recheck, RecheckError};
 use crate::alert::{self, PassContext, PublishError};
 use crate::aws::{Aws, Pace, Source};
 use crate::config::{CONNECT_API_BURST, Settings};
+use crate::finding::RuleId;
 use crate::inventory::{self, Options};
 use crate::report::{LedgerCounts, PassReport};
 use crate::rules;
@@ -26,6 +28,9 @@ pub struct Guard {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
     Publish,
+    /// Publishes reminders and resolutions but holds new drifts for a
+    /// re-check: the change that triggered the pass is still settling.
+    Hold,
     ReportOnly,
 }
 
@@ -39,6 +44,10 @@ pub enum GuardError {
     NoRegion,
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Recheck(#[from] RecheckError),
+    #[error("a re-check needs RECHECK_QUEUE_URL")]
+    NoRecheckQueue,
 }
 
 /// What the Lambda runtime reports for a failed invocation: one
@@ -50,6 +59,7 @@ impl From<GuardError> for lambda_runtime::Diagnostic {
             GuardError::NoTopic => "NoAlertTopic",
             GuardError::NoRegion => "NoRegion",
             GuardError::Ledger(_) => "LedgerUnavailable",
+            GuardError::Recheck(_) | GuardError::NoRecheckQueue => "RecheckNotScheduled",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -112,11 +122,59 @@ impl Guard {
             checks_incomplete = report.checks_incomplete(),
             "pass evaluated"
         );
-        if delivery == Delivery::Publish {
+        if delivery != Delivery::ReportOnly {
             let coverage = Coverage::of(&report.scope, &snapshot, &report.findings);
-            self.deliver(&mut report, &coverage).await?;
+            let new_drift = match delivery {
+                Delivery::Hold => NewDrift::Hold,
+                _ => NewDrift::Page,
+            };
+            self.deliver(&mut report, &coverage, new_drift).await?;
         }
         Ok(report)
+    }
+
+    /// Whether a pass over `trigger` holds new drifts: under a ledger and a
+    /// re-check queue, for a KMS change younger than `SETTLE_WINDOW`.
+    /// Without either, it pages at once rather than risk silence.
+    pub fn holds(&self, trigger: &Trigger, now: i64) -> bool {
+        let window = self.settings.settle_window.as_secs() as i64;
+        self.ledger.is_some()
+            && self.settings.recheck_queue_url.is_some()
+            && trigger.settles
+            && trigger.age_secs(now).is_some_and(|age| age < window)
+    }
+
+    /// When to re-check the pass's event, if at all: once a held KMS change
+    /// has settled, or while an SLR deletion task it saw may still finish.
+    pub fn recheck_delay(&self, report: &PassReport, trigger: &Trigger, now: i64) -> Option<i64> {
+        self.settings.recheck_queue_url.as_ref()?;
+        let window = self.settings.settle_window.as_secs() as i64;
+        let held = report.ledger.is_some_and(|l| l.held > 0);
+        let deleting = report.findings.iter().any(|f| {
+            f.rule == RuleId::ConnectSlrMissing && f.details.get("deletion_task").is_some()
+        });
+        if held {
+            Some(window - trigger.age_secs(now).unwrap_or(0))
+        } else if deleting {
+            Some(window.max(DELETION_RECHECK_SECS))
+        } else {
+            None
+        }
+    }
+
+    /// Sends the event back to the guard through the re-check queue.
+    pub async fn schedule_recheck(
+        &self,
+        recheck: &Recheck,
+        delay_secs: i64,
+    ) -> Result<(), GuardError> {
+        let queue = self
+            .settings
+            .recheck_queue_url
+            .as_deref()
+            .ok_or(GuardError::NoRecheckQueue)?;
+        recheck.schedule(&self.aws.sqs, queue, delay_secs).await?;
+        Ok(())
     }
 
     /// Sends the pass's pages: every finding without a ledger, its
@@ -125,6 +183,7 @@ impl Guard {
         &self,
         report: &mut PassReport,
         coverage: &Coverage,
+        new_drift: NewDrift,
     ) -> Result<(), GuardError> {
         let Some(ledger) = &self.ledger else {
             if report.findings.is_empty() {
@@ -150,6 +209,7 @@ impl Guard {
             &report.findings,
             coverage,
             reminder,
+            new_drift,
             epoch_now(),
         )
         .await
@@ -159,6 +219,7 @@ impl Guard {
             resolved: delivered.resolved,
             muted: 0,
             rechecks_scheduled: 0,
+            held: delivered.held,
         });
         if let Some(first) = delivered.failures.first() {
             return Err(GuardError::Publish(PublishError {
@@ -179,7 +240,10 @@ impl Guard {
     }
 }
 
-fn epoch_now() -> i64 {
+/// How long to wait before looking again at an SLR deletion task.
+const DELETION_RECHECK_SECS: i64 = 300;
+
+pub fn epoch_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -25,6 +25,8 @@ pub struct LedgerCounts {
     pub muted: usize,
     pub resolved: usize,
     pub rechecks_scheduled: usize,
+    /// New drifts held for a re-check (a KMS change still settling).
+    pub held: usize,
 }
 
 /// How a report is printed.

@@ -63,6 +63,10 @@ pub struct Trigger {
     pub actor: Option<String>,
     pub event_time: Option<String>,
     pub event_id: Option<String>,
+    /// A KMS grant or key change: AWS says such a change can take about
+    /// five minutes to take effect, so the pass may hold what it finds.
+    #[serde(skip)]
+    pub settles: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -94,7 +98,19 @@ impl Trigger {
             actor: None,
             event_time: None,
             event_id: None,
+            settles: false,
         }
+    }
+
+    /// Seconds since the event happened, when its time is known.
+    pub fn age_secs(&self, now_epoch: i64) -> Option<i64> {
+        let time = self.event_time.as_deref()?;
+        let then = aws_smithy_types::DateTime::from_str(
+            time,
+            aws_smithy_types::date_time::Format::DateTime,
+        )
+        .ok()?;
+        Some(now_epoch - then.secs())
     }
 }
 
@@ -171,10 +187,11 @@ fn trigger_of(event: &EventBridgeEvent<Value>) -> Trigger {
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         }),
         event_id: text(detail.get("eventID")).or_else(|| event.id.as_deref().map(cap)),
+        settles: false,
     }
 }
 
-fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, TriggerError> {
+fn cloudtrail(source: &str, detail: &Value, mut trigger: Trigger) -> Result<Parsed, TriggerError> {
     let event_name = detail
         .get("eventName")
         .and_then(Value::as_str)
@@ -218,7 +235,10 @@ fn cloudtrail(source: &str, detail: &Value, trigger: Trigger) -> Result<Parsed, 
         Service::Profiles => call
             .identifier("DomainName", &["/requestParameters"], is_domain_name)
             .map(Scope::Domain)?,
-        Service::Kms => call.key()?.map(Scope::Key).unwrap_or(Scope::Everything),
+        Service::Kms => {
+            trigger.settles = true;
+            call.key()?.map(Scope::Key).unwrap_or(Scope::Everything)
+        }
     };
     Ok(check(scope, trigger))
 }

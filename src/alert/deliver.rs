@@ -19,6 +19,8 @@ use crate::finding::Finding;
 pub struct Delivered {
     pub published: usize,
     pub resolved: usize,
+    /// New drifts held back while a KMS change settles.
+    pub held: usize,
     /// Why pages could not be sent; each was released for the retry.
     pub failures: Vec<String>,
 }
@@ -39,12 +41,22 @@ struct Page<'a> {
     resolved: Option<ResolvedReason>,
 }
 
+/// How a pass treats what it finds new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewDrift {
+    Page,
+    /// Held for a re-check: the change that triggered the pass may not
+    /// have taken effect yet.
+    Hold,
+}
+
 pub async fn deliver(
     ledger: &Ledger,
     channel: &Channel<'_>,
     findings: &[Finding],
     coverage: &Coverage,
     reminder_interval: Option<i64>,
+    new_drift: NewDrift,
     now: i64,
 ) -> Result<Delivered, LedgerError> {
     let (account, region) = (&channel.ctx.account, &channel.ctx.region);
@@ -56,6 +68,10 @@ pub async fn deliver(
     let mut delivered = Delivered::default();
     for decision in decide(now, &found, &records, coverage, reminder_interval) {
         let page = match decision {
+            Decision::Open(_) if new_drift == NewDrift::Hold => {
+                delivered.held += 1;
+                continue;
+            }
             Decision::Open(fp) => opened(&found, &records, fp, Status::Open, now),
             Decision::Remind(fp) => opened(&found, &records, fp, Status::Reminder, now),
             Decision::Resolve(fp, reason) => resolved(&records, &fp, reason, now),

@@ -7,6 +7,7 @@ pub mod deliver;
 pub mod ledger;
 pub mod lifecycle;
 mod publish;
+pub mod recheck;
 mod render;
 
 pub use publish::{PublishError, publish, publish_alert};

@@ -21,6 +21,7 @@ pub struct Aws {
     pub firehose: aws_sdk_firehose::Client,
     pub sns: aws_sdk_sns::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
     /// Every Amazon Connect request waits for a slot here first.
     pub connect_pace: Arc<Pace>,
     pub region: String,
@@ -45,6 +46,7 @@ impl Aws {
             firehose: aws_sdk_firehose::Client::new(config),
             sns: aws_sdk_sns::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
             connect_pace: Arc::new(connect_pace),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         }

@@ -1,15 +1,18 @@
 //! The Lambda entry point (SAM builds it as `bootstrap`). It builds the
-//! clients once at init, then runs one pass per EventBridge event.
+//! clients once at init, then runs one pass per EventBridge event, and one
+//! per re-check the guard sent itself through its SQS queue.
 
 use std::time::{Duration, SystemTime};
 
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use connect_slr_guard::alert::recheck::{MAX_ATTEMPTS, Recheck};
 use connect_slr_guard::aws::Source;
 use connect_slr_guard::config::Settings;
-use connect_slr_guard::guard::{Delivery, Guard};
+use connect_slr_guard::guard::{Delivery, Guard, epoch_now};
 use connect_slr_guard::inventory::Options;
 use connect_slr_guard::report::PassReport;
 use connect_slr_guard::trigger::{self, Parsed};
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -28,22 +31,80 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(|event| handle(&guard, event))).await
 }
 
-/// The invocation's response: the pass's report, or why the event was
-/// acknowledged without a pass.
+/// The invocation's response: the pass's report, why the event was
+/// acknowledged without a pass, or (for a batch of re-checks) the messages
+/// to retry.
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Response {
     Pass(Box<PassReport>),
     Ignored { ignored: String },
+    Batch(SqsBatchResponse),
 }
 
 async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Response, Diagnostic> {
     let (payload, context) = event.into_parts();
+    // Boxed: a pass's future is deep enough to hit the compiler's
+    // type-layout recursion limit when inlined here.
+    if is_sqs_batch(&payload) {
+        return Box::pin(rechecks(guard, payload, &context)).await;
+    }
+    Box::pin(pass(guard, payload, 0, &context)).await
+}
+
+/// SQS delivers `{"Records": [{"eventSource": "aws:sqs", ...}]}`.
+fn is_sqs_batch(payload: &Value) -> bool {
+    payload["Records"]
+        .as_array()
+        .and_then(|records| records.first())
+        .is_some_and(|r| r["eventSource"] == "aws:sqs")
+}
+
+/// Runs each re-check; a failed one is reported for SQS to deliver again
+/// (and, after the queue's redrive limit, to its dead-letter queue).
+async fn rechecks(
+    guard: &Guard,
+    payload: Value,
+    context: &Context,
+) -> Result<Response, Diagnostic> {
+    let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| Diagnostic {
+        error_type: "MalformedRecheckBatch".to_owned(),
+        error_message: e.to_string(),
+    })?;
+    let mut response = SqsBatchResponse::default();
+    for message in batch.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let outcome = match Recheck::parse(message.body.as_deref().unwrap_or_default()) {
+            Ok(recheck) => Box::pin(pass(guard, recheck.event, recheck.attempt, context))
+                .await
+                .map(|_| ()),
+            Err(err) => {
+                // Retrying a message that is not a re-check cannot help.
+                warn!(error = %err, message_id = %id, "re-check dropped");
+                Ok(())
+            }
+        };
+        if let Err(err) = outcome {
+            warn!(error = %err.error_message, message_id = %id, "re-check failed; SQS retries it");
+            response.add_failure(id);
+        }
+    }
+    Ok(Response::Batch(response))
+}
+
+/// One pass over an EventBridge event; `attempt` counts the re-checks
+/// before this one.
+async fn pass(
+    guard: &Guard,
+    payload: Value,
+    attempt: u32,
+    context: &Context,
+) -> Result<Response, Diagnostic> {
     let account = payload
         .get("account")
         .and_then(Value::as_str)
         .map(trigger::cap);
-    let (scope, trigger) = match trigger::parse(payload) {
+    let (scope, trigger) = match trigger::parse(payload.clone()) {
         Ok(Parsed::Check { scope, trigger }) => (scope, trigger),
         Ok(Parsed::Ignore { reason, .. }) => {
             info!(%reason, "event ignored");
@@ -62,7 +123,24 @@ async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Response, Di
         account,
         ..Options::default()
     };
-    let report = guard.run(scope, trigger, &opts, Delivery::Publish).await?;
+    let now = epoch_now();
+    let delivery = if guard.holds(&trigger, now) {
+        Delivery::Hold
+    } else {
+        Delivery::Publish
+    };
+    let mut report = Box::pin(guard.run(scope, trigger.clone(), &opts, delivery)).await?;
+    if let Some(delay) = guard.recheck_delay(&report, &trigger, now)
+        && attempt < MAX_ATTEMPTS
+    {
+        guard
+            .schedule_recheck(&Recheck::new(payload, attempt + 1), delay)
+            .await?;
+        if let Some(counts) = &mut report.ledger {
+            counts.rechecks_scheduled += 1;
+        }
+        info!(delay, attempt = attempt + 1, "re-check scheduled");
+    }
     Ok(Response::Pass(Box::new(report)))
 }
 

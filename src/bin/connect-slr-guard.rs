@@ -114,6 +114,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         alert_topic_arn: cli.alert_topic_arn,
         ledger_table: cli.ledger_table,
         reminder_interval: cli.reminder_interval,
+        // The CLI pages at once: holding needs the Lambda's re-check queue.
+        settle_window: None,
+        recheck_queue_url: None,
         required_grant_operations: cli.required_grant_operations,
         connect_api_rps: cli.connect_api_rps,
     })

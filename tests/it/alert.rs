@@ -29,6 +29,7 @@ fn context() -> PassContext {
             actor: Some("arn:aws:sts::111122223333:assumed-role/Admin/alice".into()),
             event_time: Some("2026-11-20T10:15:30Z".into()),
             event_id: Some("6f2c8a7e-1b3d-4c5e-9f60-1a2b3c4d5e6f".into()),
+            settles: true,
         },
         observed_at: "2026-11-20T10:16:02Z".into(),
     }

@@ -207,3 +207,28 @@ fn kms_event_without_a_key_sweeps_rather_than_drops() {
         }
     ));
 }
+
+#[test]
+fn kms_changes_settle_and_others_do_not() {
+    let settles = |file: &str| match parse(event(file)).unwrap() {
+        Parsed::Check { trigger, .. } => trigger.settles,
+        Parsed::Ignore { .. } => panic!("{file} is a trigger"),
+    };
+    assert!(settles("kms-revoke-grant.json") && settles("kms-put-key-policy.json"));
+    assert!(!settles("iam-delete-role.json") && !settles("kms-cmk-deletion.json"));
+    let Parsed::Check { trigger, .. } = parse(event("kms-revoke-grant.json")).unwrap() else {
+        panic!()
+    };
+    // 2026-11-20T10:15:30Z is 1795169730 s after the epoch.
+    assert_eq!(trigger.age_secs(1_795_169_730 + 90), Some(90));
+}
+
+#[test]
+fn a_recheck_message_carries_its_event_and_attempt() {
+    use connect_slr_guard::alert::recheck::Recheck;
+    let original = Recheck::new(event("kms-revoke-grant.json"), 2);
+    let body = serde_json::to_string(&original).unwrap();
+    assert_eq!(Recheck::parse(&body).unwrap(), original);
+    assert!(Recheck::parse(r#"{"schema":"other","attempt":1,"event":{}}"#).is_err());
+    assert!(Recheck::parse("not json").is_err());
+}
