@@ -214,3 +214,58 @@ def test_a_grant_revoked_and_restored_within_the_window_never_pages(account, set
     time.sleep(2.2)
     assert deliver_rechecks() == 1
     assert pages(account, seeded) == []
+
+
+def guard_cli(env, *args):
+    result = subprocess.run([binary("connect-slr-guard"), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_mute_silences_a_drift_then_releases_it(account, ledger_env):
+    seeded = seed(account, spec_for("key-disabled"))
+    mute_id = guard_cli(ledger_env, "mute", "--rule", "KMS_KEY_UNUSABLE", "--for", "3s",
+                        "--reason", "key rotation planned").strip()
+    [listed] = json.loads(guard_cli(ledger_env, "mutes", "--format", "json"))
+    assert (listed["id"], listed["active"], listed["reason"]) == (mute_id, True, "key rotation planned")
+    assert listed["by"].startswith("arn:aws:"), "who set it, from STS"
+    report = sweep(ledger_env)
+    assert report["muted"] == 1 and report["alerts_published"] == 0, report
+    assert pages(account, seeded) == []
+    time.sleep(3.2)
+    sweep(ledger_env)
+    assert statuses(pages(account, seeded)) == [("OPEN", "KMS_KEY_UNUSABLE")], "paged once the mute ended"
+
+
+def test_a_drift_opened_before_its_mute_still_resolves(account, ledger_env):
+    seeded = seed(account, spec_for("key-disabled"))
+    sweep(ledger_env)
+    pages(account, seeded)
+    mute_id = guard_cli(ledger_env, "mute", "--rule", "KMS_KEY_UNUSABLE", "--resource", seeded.domain_key,
+                        "--for", "1h", "--reason", "known").strip()
+    [open_finding] = json.loads(guard_cli(ledger_env, "findings", "--format", "json"))
+    assert (open_finding["rule"], open_finding["muted"]) == ("KMS_KEY_UNUSABLE", True)
+    account.client("kms").enable_key(KeyId=seeded.domain_key.rsplit("/", 1)[1])
+    sweep(ledger_env)
+    assert statuses(pages(account, seeded)) == [("RESOLVED", "KMS_KEY_UNUSABLE")]
+    guard_cli(ledger_env, "unmute", mute_id)
+    assert json.loads(guard_cli(ledger_env, "mutes", "--format", "json")) == []
+    assert json.loads(guard_cli(ledger_env, "findings", "--format", "json")) == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["mute", "--rule", "NOT_A_RULE", "--for", "1h", "--reason", "x"], "not a rule"),
+    (["mute", "--rule", "KMS_KEY_UNUSABLE", "--for", "1 hour", "--reason", "x"], "--for"),
+    (["mute", "--rule", "KMS_KEY_UNUSABLE", "--until", "2001-01-01T00:00:00Z", "--reason", "x"], "already be over"),
+    (["unmute", "no-such-id"], "no mute"),
+])
+def test_bad_ledger_commands_say_what_is_wrong_and_exit_2(ledger_env, args, says):
+    result = subprocess.run([binary("connect-slr-guard"), *args], env=ledger_env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and says in result.stderr, (result.returncode, result.stderr)
+
+
+def test_ledger_commands_need_the_ledger(guard_env):
+    result = subprocess.run([binary("connect-slr-guard"), "mutes"], env=guard_env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "LEDGER_TABLE" in result.stderr, result.stderr

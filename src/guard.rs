@@ -217,7 +217,7 @@ impl Guard {
         report.alerts_published = delivered.published;
         report.ledger = Some(LedgerCounts {
             resolved: delivered.resolved,
-            muted: 0,
+            muted: delivered.muted,
             rechecks_scheduled: 0,
             held: delivered.held,
         });

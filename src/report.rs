@@ -169,3 +169,64 @@ fn columns(rows: &[[String; 4]]) -> String {
     }
     out
 }
+
+/// The ledger's open findings, as `connect-slr-guard findings` shows them.
+#[derive(Debug, Serialize)]
+pub struct OpenFinding<'a> {
+    pub rule: RuleId,
+    pub severity: crate::finding::Severity,
+    pub resource_arn: &'a str,
+    pub instance_arn: Option<&'a str>,
+    pub fingerprint: &'a str,
+    pub first_seen: String,
+    pub last_notified: Option<String>,
+    pub muted: bool,
+}
+
+/// The mutes, as `connect-slr-guard mutes` shows them.
+#[derive(Debug, Serialize)]
+pub struct MuteView<'a> {
+    #[serde(flatten)]
+    pub mute: &'a crate::alert::mute::Mute,
+    pub active: bool,
+}
+
+/// Rows under a header, each column as wide as its widest cell; JSON for tools.
+pub fn listing<T: Serialize>(
+    items: &[T],
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+    format: Format,
+) -> String {
+    if format == Format::Json {
+        let mut json = serde_json::to_string_pretty(items).unwrap_or_default();
+        json.push('\n');
+        return json;
+    }
+    if items.is_empty() {
+        return "none\n".to_owned();
+    }
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].len())
+                .chain([headers[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(headers.to_vec());
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}

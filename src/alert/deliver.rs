@@ -3,7 +3,7 @@
 //! pass, so Lambda's retry sends it; nothing is lost and nothing is sent
 //! twice by a retry or a concurrent pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::ledger::{Claim, Ledger, LedgerError};
 use super::lifecycle::{Coverage, Decision, Record, ResolvedReason, decide};
+use super::mute::Mute;
 use super::{Alert, PassContext, Status, publish_alert};
 use crate::finding::Finding;
 
@@ -21,6 +22,8 @@ pub struct Delivered {
     pub resolved: usize,
     /// New drifts held back while a KMS change settles.
     pub held: usize,
+    /// Drifts a mute kept from paging.
+    pub muted: usize,
     /// Why pages could not be sent; each was released for the retry.
     pub failures: Vec<String>,
 }
@@ -65,8 +68,19 @@ pub async fn deliver(
         .map(|f| (f.fingerprint(account, region), f))
         .collect();
     let records = ledger.open_records().await?;
+    let mutes: Vec<Mute> = ledger
+        .mutes()
+        .await?
+        .into_iter()
+        .filter(|m| m.is_active(now))
+        .collect();
+    let muted: BTreeSet<String> = found
+        .iter()
+        .filter(|(_, f)| mutes.iter().any(|m| m.covers(f)))
+        .map(|(fp, _)| fp.clone())
+        .collect();
     let mut delivered = Delivered::default();
-    for decision in decide(now, &found, &records, coverage, reminder_interval) {
+    for decision in decide(now, &found, &records, coverage, reminder_interval, &muted) {
         let page = match decision {
             Decision::Open(_) if new_drift == NewDrift::Hold => {
                 delivered.held += 1;
@@ -80,6 +94,11 @@ pub async fn deliver(
                 continue;
             }
             Decision::Quiet(_) => continue,
+            Decision::Muted(fp) => {
+                info!(fingerprint = %fp, rule = %found[&fp].rule, "muted: not paged");
+                delivered.muted += 1;
+                continue;
+            }
         };
         send(ledger, channel, page, now, &mut delivered).await?;
     }

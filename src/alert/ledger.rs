@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::lifecycle::Record;
+use super::mute::Mute;
 use crate::aws::ReadError;
 
 /// How long a claim holds before another pass may take the fingerprint over.
@@ -19,6 +20,7 @@ pub const CLAIM_LEASE_SECS: i64 = 120;
 pub const RESOLVED_RETENTION_SECS: i64 = 30 * 86_400;
 
 const KIND_FINDING: &str = "finding";
+const KIND_MUTE: &str = "mute";
 const OPEN: &str = "OPEN";
 const RESOLVED: &str = "RESOLVED";
 
@@ -86,6 +88,70 @@ impl Ledger {
                 Ok((record.fingerprint.clone(), record))
             })
             .collect()
+    }
+
+    /// Every mute, active or not.
+    #[tracing::instrument(skip(self))]
+    pub async fn mutes(&self) -> Result<Vec<Mute>, LedgerError> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("kind = :kind")
+            .expression_attribute_values(":kind", s(KIND_MUTE))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.error(ReadError::from(e).reason()))?;
+        items
+            .iter()
+            .map(|item| {
+                let json = item
+                    .get("mute")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| self.error("a mute item without its mute"))?;
+                serde_json::from_str(json)
+                    .map_err(|e| self.error(format!("an unreadable mute: {e}")))
+            })
+            .collect()
+    }
+
+    /// Stores a new mute; it expires from the table a day after it ends.
+    pub async fn add_mute(&self, mute: &Mute) -> Result<(), LedgerError> {
+        let json = serde_json::to_string(mute).map_err(|e| self.error(e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&format!("mute#{}", mute.id)))
+            .item("kind", s(KIND_MUTE))
+            .item("mute", s(&json))
+            .item("ttl", n(mute.until + 86_400))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(ReadError::from(e).reason()))
+    }
+
+    /// Removes a mute; `false` when there was none with that id.
+    pub async fn remove_mute(&self, id: &str) -> Result<bool, LedgerError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("mute#{id}")))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(conditional);
+        match result {
+            Ok(()) => Ok(true),
+            Err(Conditional::Failed) => Ok(false),
+            Err(Conditional::Other(reason)) => Err(self.error(reason)),
+        }
     }
 
     /// Claims a fingerprint for one change: `known` is the record the

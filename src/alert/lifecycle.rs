@@ -115,6 +115,8 @@ pub enum Decision {
     Forget(String),
     /// Still there and already paged recently: nothing to send.
     Quiet(String),
+    /// Would page OPEN or REMINDER, but a mute covers it: logged, counted.
+    Muted(String),
 }
 
 /// Decides every fingerprint the pass found or the ledger holds.
@@ -124,23 +126,23 @@ pub fn decide(
     records: &BTreeMap<String, Record>,
     coverage: &Coverage,
     reminder_interval: Option<i64>,
+    muted: &BTreeSet<String>,
 ) -> Vec<Decision> {
     let mut decisions: Vec<Decision> = found
         .keys()
-        .map(|fingerprint| match records.get(fingerprint) {
-            Some(record) if record.open_sent() => {
-                let due = reminder_interval.is_some_and(|interval| {
-                    record
-                        .last_notified
-                        .is_some_and(|last| now - last >= interval)
-                });
-                if due {
-                    Decision::Remind(fingerprint.clone())
-                } else {
-                    Decision::Quiet(fingerprint.clone())
+        .map(|fingerprint| {
+            let page = page_for(
+                fingerprint,
+                records.get(fingerprint),
+                now,
+                reminder_interval,
+            );
+            match page {
+                Decision::Open(fp) | Decision::Remind(fp) if muted.contains(&fp) => {
+                    Decision::Muted(fp)
                 }
+                other => other,
             }
-            _ => Decision::Open(fingerprint.clone()),
         })
         .collect();
     decisions.extend(
@@ -157,6 +159,24 @@ pub fn decide(
             }),
     );
     decisions
+}
+
+/// What a drift the pass found would page, mutes aside.
+fn page_for(
+    fingerprint: &str,
+    record: Option<&Record>,
+    now: i64,
+    reminder_interval: Option<i64>,
+) -> Decision {
+    let fingerprint = fingerprint.to_owned();
+    let Some(last) = record.and_then(|r| r.last_notified) else {
+        return Decision::Open(fingerprint);
+    };
+    if reminder_interval.is_some_and(|interval| now - last >= interval) {
+        Decision::Remind(fingerprint)
+    } else {
+        Decision::Quiet(fingerprint)
+    }
 }
 
 /// Why the pass may resolve the record, if it covered its resource.

@@ -6,6 +6,7 @@
 pub mod deliver;
 pub mod ledger;
 pub mod lifecycle;
+pub mod mute;
 mod publish;
 pub mod recheck;
 mod render;

@@ -22,6 +22,7 @@ pub struct Aws {
     pub sns: aws_sdk_sns::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sts: aws_sdk_sts::Client,
     /// Every Amazon Connect request waits for a slot here first.
     pub connect_pace: Arc<Pace>,
     pub region: String,
@@ -47,6 +48,7 @@ impl Aws {
             sns: aws_sdk_sns::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
             connect_pace: Arc::new(connect_pace),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         }
@@ -65,6 +67,14 @@ impl Aws {
         let config = loader.load().await;
         config.region()?;
         Some(Aws::new(&config, connect_pace))
+    }
+}
+
+impl Aws {
+    /// The caller's ARN, to record who set a mute.
+    pub async fn caller_arn(&self) -> Result<String, ReadError> {
+        let identity = self.sts.get_caller_identity().send().await?;
+        identity.arn().map(str::to_owned).ok_or(ReadError::NotFound)
     }
 }
 

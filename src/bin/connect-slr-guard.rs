@@ -4,14 +4,19 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
-use clap::{Parser, Subcommand};
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format as DateTimeFormat;
+use clap::{Args, Parser, Subcommand};
+use connect_slr_guard::alert::ledger::Ledger;
+use connect_slr_guard::alert::mute::{Mute, new_id};
 use connect_slr_guard::aws::Source;
-use connect_slr_guard::config::{RawSettings, Settings};
+use connect_slr_guard::config::{RawSettings, Settings, parse_duration};
 use connect_slr_guard::finding::RuleId;
-use connect_slr_guard::guard::{Delivery, Guard};
+use connect_slr_guard::guard::{Delivery, Guard, epoch_now};
 use connect_slr_guard::inventory::{Options, Progress};
-use connect_slr_guard::report::Format;
+use connect_slr_guard::report::{Format, MuteView, OpenFinding, listing};
 use connect_slr_guard::trigger::{self, Parsed, Scope, Trigger};
 
 #[derive(Parser)]
@@ -79,6 +84,17 @@ enum Command {
     Rules,
     /// The events that trigger a pass, and what each re-verifies.
     Triggers,
+    /// Stop paging a drift for a while (needs the ledger); prints the mute's id.
+    Mute(MuteArgs),
+    /// List the mutes (needs the ledger).
+    Mutes,
+    /// Remove a mute by id (needs the ledger).
+    Unmute {
+        /// The id `mute` printed.
+        id: String,
+    },
+    /// List what the ledger holds open (needs the ledger).
+    Findings,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -121,26 +137,33 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         connect_api_rps: cli.connect_api_rps,
     })
     .map_err(|e| e.to_string())?;
-    let (scope, trigger, account) = match &cli.command {
+    let source = Source {
+        region: cli.region,
+        profile: cli.profile,
+    };
+    let format = cli.format;
+    let (scope, trigger, account) = match cli.command {
+        Command::Mute(target) => return mute(&ledger_guard(settings, source).await?, target).await,
+        Command::Mutes => return list_mutes(&ledger_guard(settings, source).await?, format).await,
+        Command::Unmute { id } => return unmute(&ledger_guard(settings, source).await?, &id).await,
+        Command::Findings => {
+            return list_findings(&ledger_guard(settings, source).await?, format).await;
+        }
         Command::Rules => {
-            return print_catalogue(RuleId::markdown_table(), rule_specs(), cli.format);
+            return print_catalogue(RuleId::markdown_table(), rule_specs(), format);
         }
         Command::Triggers => {
             let triggers = trigger::catalogue();
-            return print_catalogue(triggers_table(&triggers), triggers, cli.format);
+            return print_catalogue(triggers_table(&triggers), triggers, format);
         }
         Command::Audit => (Scope::Everything, Trigger::audit(), None),
-        Command::CheckEvent { file } => match read_event(file)? {
+        Command::CheckEvent { file } => match read_event(&file)? {
             (Parsed::Check { scope, trigger }, account) => (scope, trigger, account),
             (Parsed::Ignore { reason, .. }, _) => {
                 write_stdout(&format!("ignored: {reason}\n"))?;
                 return Ok(ExitCode::SUCCESS);
             }
         },
-    };
-    let source = Source {
-        region: cli.region,
-        profile: cli.profile,
     };
     let guard = Guard::from_environment(settings, source)
         .await
@@ -165,6 +188,207 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A guard with its ledger, for the commands that read or change it.
+async fn ledger_guard(settings: Settings, source: Source) -> Result<Guard, String> {
+    if settings.ledger_table.is_none() {
+        return Err(
+            "this command needs the alert ledger: set LEDGER_TABLE or --ledger-table".to_owned(),
+        );
+    }
+    Guard::from_environment(settings, source)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn ledger(guard: &Guard) -> &Ledger {
+    guard
+        .ledger
+        .as_ref()
+        .expect("ledger_guard checked LEDGER_TABLE")
+}
+
+/// What `mute` was asked.
+#[derive(Args)]
+struct MuteArgs {
+    /// The rule to mute (see `rules`).
+    #[arg(long)]
+    rule: String,
+    /// Only findings about this resource ARN.
+    #[arg(long)]
+    resource: Option<String>,
+    /// Only findings of this instance ARN.
+    #[arg(long)]
+    instance: Option<String>,
+    /// How long: an integer and s, m, h or d (`12h`, `7d`).
+    #[arg(
+        long = "for",
+        value_name = "DURATION",
+        conflicts_with = "until",
+        required_unless_present = "until"
+    )]
+    for_: Option<String>,
+    /// Until when (RFC 3339, e.g. 2026-12-24T00:00:00Z).
+    #[arg(long, value_name = "RFC3339")]
+    until: Option<String>,
+    /// Why, for whoever reads the mutes next.
+    #[arg(long)]
+    reason: String,
+}
+
+async fn mute(guard: &Guard, target: MuteArgs) -> Result<ExitCode, String> {
+    let now = epoch_now();
+    let rule: RuleId = serde_json::from_value(serde_json::Value::String(target.rule.clone()))
+        .map_err(|_| {
+            format!(
+                "--rule {}: not a rule (see `connect-slr-guard rules`)",
+                target.rule
+            )
+        })?;
+    let until = mute_end(now, target.for_.as_deref(), target.until.as_deref())?;
+    if target.reason.trim().is_empty() {
+        return Err("--reason must say why".to_owned());
+    }
+    let by = guard
+        .aws
+        .caller_arn()
+        .await
+        .map_err(|e| format!("cannot tell who is muting: {}", e.reason()))?;
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mute = Mute {
+        id: new_id(nanos, rule.as_str()),
+        rule,
+        resource_arn: target.resource,
+        instance_arn: target.instance,
+        until,
+        reason: target.reason,
+        by,
+        created: now,
+    };
+    ledger(guard)
+        .add_mute(&mute)
+        .await
+        .map_err(|e| e.to_string())?;
+    write_stdout(&format!("{}\n", mute.id))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_mutes(guard: &Guard, format: Format) -> Result<ExitCode, String> {
+    let now = epoch_now();
+    let mutes = ledger(guard).mutes().await.map_err(|e| e.to_string())?;
+    let views: Vec<MuteView> = mutes
+        .iter()
+        .map(|mute| MuteView {
+            mute,
+            active: mute.is_active(now),
+        })
+        .collect();
+    let headers = [
+        "ID", "RULE", "RESOURCE", "INSTANCE", "UNTIL", "STATE", "BY", "REASON",
+    ];
+    write_stdout(&listing(&views, &headers, mute_row, format))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn unmute(guard: &Guard, id: &str) -> Result<ExitCode, String> {
+    if !ledger(guard)
+        .remove_mute(id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!("no mute {id}"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_findings(guard: &Guard, format: Format) -> Result<ExitCode, String> {
+    let now = epoch_now();
+    let records = ledger(guard)
+        .open_records()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mutes = ledger(guard).mutes().await.map_err(|e| e.to_string())?;
+    let open: Vec<OpenFinding> = records
+        .values()
+        .map(|r| OpenFinding {
+            rule: r.rule,
+            severity: r.finding.severity,
+            resource_arn: &r.resource_arn,
+            instance_arn: r.instance_arn.as_deref(),
+            fingerprint: &r.fingerprint,
+            first_seen: rfc3339(r.first_seen),
+            last_notified: r.last_notified.map(rfc3339),
+            muted: mutes
+                .iter()
+                .any(|m| m.is_active(now) && m.covers(&r.finding)),
+        })
+        .collect();
+    let headers = [
+        "RULE",
+        "RESOURCE",
+        "INSTANCE",
+        "FIRST SEEN",
+        "LAST NOTIFIED",
+        "MUTED",
+    ];
+    write_stdout(&listing(&open, &headers, finding_row, format))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// When a mute set now ends: `--for` a duration or `--until` a time to come.
+fn mute_end(now: i64, for_: Option<&str>, until: Option<&str>) -> Result<i64, String> {
+    let end = match (for_, until) {
+        (Some(duration), None) => {
+            let duration = parse_duration(duration).ok_or(format!(
+                "--for {duration}: expected an integer and s, m, h or d"
+            ))?;
+            now + duration.as_secs() as i64
+        }
+        (None, Some(time)) => DateTime::from_str(time, DateTimeFormat::DateTime)
+            .map_err(|_| format!("--until {time}: expected RFC 3339, e.g. 2026-12-24T00:00:00Z"))?
+            .secs(),
+        _ => return Err("give --for DURATION or --until RFC3339".to_owned()),
+    };
+    if end <= now {
+        return Err("the mute would already be over".to_owned());
+    }
+    Ok(end)
+}
+
+fn mute_row(view: &MuteView) -> Vec<String> {
+    let m = view.mute;
+    vec![
+        m.id.clone(),
+        m.rule.to_string(),
+        m.resource_arn.clone().unwrap_or_else(|| "*".to_owned()),
+        m.instance_arn.clone().unwrap_or_else(|| "*".to_owned()),
+        rfc3339(m.until),
+        if view.active { "active" } else { "over" }.to_owned(),
+        m.by.clone(),
+        m.reason.clone(),
+    ]
+}
+
+fn finding_row(f: &OpenFinding) -> Vec<String> {
+    vec![
+        f.rule.to_string(),
+        f.resource_arn.to_owned(),
+        f.instance_arn.unwrap_or("-").to_owned(),
+        f.first_seen.clone(),
+        f.last_notified
+            .clone()
+            .unwrap_or_else(|| "never (held or muted)".to_owned()),
+        if f.muted { "yes" } else { "no" }.to_owned(),
+    ]
+}
+
+fn rfc3339(epoch_seconds: i64) -> String {
+    DateTime::from_secs(epoch_seconds)
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_default()
 }
 
 fn rule_specs() -> Vec<connect_slr_guard::finding::RuleSpec> {

@@ -20,17 +20,24 @@ struct Pass {
     covered: bool,
     wait: i64,
     retried: bool,
+    muted: bool,
 }
 
 fn pass() -> impl Strategy<Value = Pass> {
-    (any::<bool>(), any::<bool>(), 0..250i64, any::<bool>()).prop_map(
-        |(present, covered, wait, retried)| Pass {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        0..250i64,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(present, covered, wait, retried, muted)| Pass {
             present,
             covered,
             wait,
             retried,
-        },
-    )
+            muted,
+        })
 }
 
 fn finding() -> Finding {
@@ -54,8 +61,13 @@ fn run(ledger: &mut BTreeMap<String, Record>, pass: Pass, now: i64) -> Vec<&'sta
         },
         ..Coverage::default()
     };
+    let muted: BTreeSet<String> = if pass.muted {
+        BTreeSet::from([FP.to_owned()])
+    } else {
+        BTreeSet::new()
+    };
     let mut pages = Vec::new();
-    for decision in decide(now, &found, ledger, &coverage, Some(REMINDER)) {
+    for decision in decide(now, &found, ledger, &coverage, Some(REMINDER), &muted) {
         match decision {
             Decision::Open(fp) | Decision::Remind(fp) => {
                 let first_seen = ledger.get(&fp).map_or(now, |r| r.first_seen);
@@ -87,6 +99,7 @@ fn run(ledger: &mut BTreeMap<String, Record>, pass: Pass, now: i64) -> Vec<&'sta
                 ledger.remove(&fp);
             }
             Decision::Quiet(_) => {}
+            Decision::Muted(_) => pages.push("MUTED"),
         }
     }
     pages
@@ -108,6 +121,11 @@ proptest! {
                 pages.extend(run(&mut ledger, pass, now));
             }
             for page in pages {
+                if page == "MUTED" {
+                    prop_assert!(pass.muted, "muted without a mute");
+                    continue;
+                }
+                prop_assert!(page == "RESOLVED" || !pass.muted, "a mute let {} through", page);
                 match page {
                     "OPEN" => { prop_assert!(!open, "two OPENs without a RESOLVED"); open = true; }
                     "REMINDER" => {
@@ -119,8 +137,8 @@ proptest! {
                 }
                 last_page = now;
             }
-            if pass.present {
-                prop_assert!(open, "a drift present after a pass is open");
+            if pass.present && !pass.muted {
+                prop_assert!(open, "a drift present after an unmuted pass is open");
             }
         }
     }
@@ -134,6 +152,7 @@ fn a_pass_that_did_not_cover_the_instance_resolves_nothing() {
         covered: true,
         wait: 0,
         retried: false,
+        muted: false,
     };
     assert_eq!(run(&mut ledger, seen, 0), ["OPEN"]);
     let gone_but_not_covered = Pass {
@@ -167,7 +186,14 @@ fn an_instance_a_sweep_no_longer_lists_resolves_as_deleted() {
         existing: Some(BTreeSet::new()),
         ..Coverage::default()
     };
-    let decisions = decide(10, &BTreeMap::new(), &records, &coverage, None);
+    let decisions = decide(
+        10,
+        &BTreeMap::new(),
+        &records,
+        &coverage,
+        None,
+        &BTreeSet::new(),
+    );
     assert_eq!(
         decisions,
         [Decision::Resolve(

@@ -403,11 +403,8 @@ impl Account {
             firehose: mock_client!(aws_sdk_firehose, RuleMode::MatchAny, self.firehose.rules()),
             sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, self.sns.rules()),
             dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, self.dynamodb.rules()),
-            sqs: mock_client!(
-                aws_sdk_sqs,
-                RuleMode::MatchAny,
-                Vec::<aws_smithy_mocks::Rule>::new().iter()
-            ),
+            sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, Vec::<Rule>::new().iter()),
+            sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, Vec::<Rule>::new().iter()),
             connect_pace: std::sync::Arc::new(Pace::new(1000.0, 1000)),
             region: "eu-west-2".to_owned(),
         }
