@@ -78,8 +78,8 @@ class Bench:
     def env(self, rps="1000"):
         return {**self.aws.sdk_env(via=self.proxy.url), "ALERT_TOPIC_ARN": TOPIC_ARN, "CONNECT_API_RPS": rps}
 
-    def start(self, binary, rps="1000"):
-        fn = LambdaFunction(str(binary), self.env(rps))
+    def start(self, binary, rps="1000", **extra_env):
+        fn = LambdaFunction(str(binary), {**self.env(rps), **extra_env})
         init = fn.wait_ready()
         return fn, init
 
@@ -138,6 +138,34 @@ class Bench:
                                 "instances_checked": body.get("instances_checked")}
         finally:
             fn.close()
+        return result
+
+    def unused_key_event(self):
+        """Calls of a KMS event about a customer managed key no instance uses:
+        stateless, and under a ledger once a sweep has built the key index."""
+        seeded = self.healthy()
+        unused = self.aws.client("kms").create_key(Description="not Connect's")["KeyMetadata"]["KeyId"]
+        event = event_for(SCENARIOS["healthy"], seeded, sample_event("kms-revoke-grant.json"))
+        event["detail"]["requestParameters"]["keyId"] = unused
+        table = "bench-ledger"
+        self.aws.client("dynamodb").create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        result = {}
+        for mode, extra in [("stateless", {}), ("ledger, after a sweep", {"LEDGER_TABLE": table})]:
+            fn, _ = self.start(self.bin_dir / "connect-slr-guard-lambda", **extra)
+            try:
+                if extra:
+                    self.timed(fn, json.loads(sample_event("scheduled-sweep.json")))
+                self.proxy.set({})
+                self.timed(fn, event)
+                calls = list(self.proxy.calls)
+            finally:
+                fn.close()
+            result[mode] = {"connect_calls": sum(1 for c in calls if c[0] == "connect"),
+                            "aws_calls": len(calls),
+                            "by_operation": dict(sorted(Counter(f"{s}:{o}" for s, o, _ in calls).items()))}
         return result
 
     def seed_fleet(self, n):
@@ -263,6 +291,7 @@ def main():
         if "calls" in parts:
             print("calls per event kind...", file=sys.stderr)
             results["calls"] = bench.calls_per_event_kind()
+            results["unused_key"] = bench.unused_key_event()
         if "sweep" in parts:
             print("sweep scaling...", file=sys.stderr)
             results["sweep"] = bench.sweep_scaling([1, 10] if args.smoke else [1, 10, 100, 500], args.latency_ms)
@@ -298,6 +327,13 @@ def markdown(results):
             ops = ", ".join(f"{op} {n}" for op, n in row["by_operation"].items())
             out.append(f"| {kind} | `{row['event']}` | {row['calls']} | {MINIMAL_CALLS[kind]} | {row['made_twice']} | {ops} |")
         out.append("")
+    if "unused_key" in results:
+        out += ["| KMS event on a key no instance uses | Connect calls | AWS calls | by operation |",
+                "|---|---|---|---|"]
+        out += [f"| {mode} | {r['connect_calls']} | {r['aws_calls']} | "
+                + ", ".join(f"{op} {n}" for op, n in r["by_operation"].items()) + " |"
+                for mode, r in results["unused_key"].items()]
+        out.append("")
     if "sweep" in results:
         out += [f"| instances | wall time ({results['latency_ms']} ms per call) | AWS calls | Connect calls | made twice | peak RSS |",
                 "|---|---|---|---|---|---|"]
@@ -316,6 +352,9 @@ def check(results):
     for kind, row in results.get("calls", {}).items():
         assert row["made_twice"] == 0, f"{kind}: a call was made twice in one pass: {row}"
         assert row["calls"] <= MINIMAL_CALLS[kind], f"{kind}: more calls than its scope needs: {row}"
+    unused = results.get("unused_key", {}).get("ledger, after a sweep")
+    if unused is not None:
+        assert unused["connect_calls"] == 0, f"a key nobody uses cost Connect calls: {unused}"
     for row in results.get("sweep", []):
         assert row["made_twice"] == 0, f"sweep of {row['instances']}: a call was made twice: {row}"
         assert row["instances_checked"] == row["instances"], row

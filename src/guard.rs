@@ -2,6 +2,8 @@
 //! [`Guard::run`]; they differ only in how they get the scope and show the
 //! report.
 
+use std::collections::BTreeSet;
+
 use tracing::{info, warn};
 
 use crate::alert::deliver::{Channel, NewDrift, deliver};
@@ -13,6 +15,7 @@ use crate::aws::{Aws, Pace, Source};
 use crate::config::{CONNECT_API_BURST, Settings};
 use crate::finding::RuleId;
 use crate::inventory::{self, Options};
+use crate::model::{Instance, KeyIndex, Snapshot, keys_of};
 use crate::report::{LedgerCounts, PassReport};
 use crate::rules;
 use crate::trigger::{Scope, Trigger};
@@ -93,9 +96,17 @@ impl Guard {
         opts: &Options,
         delivery: Delivery,
     ) -> Result<PassReport, GuardError> {
+        let index = self.key_index(delivery).await;
+        let opts = Options {
+            key_index: index.clone(),
+            ..opts.clone()
+        };
         // Boxed: the inventory's future is deep enough to hit the compiler's
         // type-layout recursion limit when inlined into the Lambda handler.
-        let snapshot = Box::pin(inventory::collect(&self.aws, &scope, opts)).await;
+        let snapshot = Box::pin(inventory::collect(&self.aws, &scope, &opts)).await;
+        if let Some(index) = &index {
+            self.update_key_index(&scope, &snapshot, index).await?;
+        }
         let findings = rules::evaluate(&snapshot, &self.settings.rules);
         let context = PassContext {
             account: snapshot
@@ -131,6 +142,69 @@ impl Guard {
             self.deliver(&mut report, &coverage, new_drift).await?;
         }
         Ok(report)
+    }
+
+    /// The ledger's key index, for a pass that publishes under a ledger. An
+    /// index that cannot be read is not used: the pass reads everything.
+    async fn key_index(&self, delivery: Delivery) -> Option<KeyIndex> {
+        let ledger = self
+            .ledger
+            .as_ref()
+            .filter(|_| delivery != Delivery::ReportOnly)?;
+        ledger
+            .key_index()
+            .await
+            .inspect_err(|e| warn!(error = %e, "key index not read; reading every instance"))
+            .ok()
+    }
+
+    /// Records the keys of every instance the pass read completely; after a
+    /// sweep that read them all, marks the index complete. A write that
+    /// fails unmarks it, so a stale index never skips a key.
+    async fn update_key_index(
+        &self,
+        scope: &Scope,
+        snapshot: &Snapshot,
+        index: &KeyIndex,
+    ) -> Result<(), GuardError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let active: Vec<&Instance> = snapshot
+            .instances
+            .iter()
+            .filter(|i| i.checked && i.is_active())
+            .collect();
+        let mut all_read = true;
+        let mut failed = false;
+        for instance in &active {
+            let Some(keys) = keys_of(snapshot, instance) else {
+                all_read = false;
+                continue;
+            };
+            if index.users.get(&instance.arn) != Some(&keys) {
+                failed |= ledger.record_keys(&instance.arn, &keys).await.is_err();
+            }
+        }
+        let swept = matches!(scope, Scope::Everything) && snapshot.incomplete.is_empty();
+        if swept {
+            let listed: BTreeSet<&str> =
+                snapshot.instances.iter().map(|i| i.arn.as_str()).collect();
+            for gone in index
+                .users
+                .keys()
+                .filter(|arn| !listed.contains(arn.as_str()))
+            {
+                failed |= ledger.forget_keys(gone).await.is_err();
+            }
+        }
+        if failed {
+            warn!("key index not fully written; marking it incomplete");
+            ledger.mark_index(false).await?;
+        } else if swept && all_read && !index.complete {
+            ledger.mark_index(true).await?;
+        }
+        Ok(())
     }
 
     /// Whether a pass over `trigger` holds new drifts: under a ledger and a

@@ -384,3 +384,76 @@ pub fn profiles_domain_arn(instance_arn: &str, region: &str, domain: &str) -> St
 pub fn arn_partition(arn: &str) -> &str {
     arn.split(':').nth(1).unwrap_or("aws")
 }
+
+/// Which keys each instance depends on, as the ledger remembers them from
+/// earlier passes: every reference an instance uses for a key (id, ARN or
+/// alias) and the key ARN it resolved to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyIndex {
+    /// A complete sweep built it: an instance missing from it uses no key.
+    pub complete: bool,
+    pub users: BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl KeyIndex {
+    /// Whether any instance is known to use a key named by any of `names`.
+    pub fn used(&self, names: &[&str]) -> bool {
+        self.users.values().any(|keys| {
+            keys.iter()
+                .any(|known| names.iter().any(|name| same_key(known, name)))
+        })
+    }
+}
+
+/// The keys an instance depends on, by every name the pass saw for them;
+/// `None` while any of its links is unread (it could use any key).
+pub fn keys_of(
+    snapshot: &Snapshot,
+    instance: &Instance,
+) -> Option<std::collections::BTreeSet<String>> {
+    let domain_read = match &instance.domain {
+        Observed::Found(Some(name)) => !matches!(
+            snapshot.domains.get(name),
+            Some(Observed::Unverified(_)) | None
+        ),
+        Observed::Found(None) => true,
+        _ => false,
+    };
+    let configs = instance.storage.found()?;
+    let streams_read = configs
+        .iter()
+        .flat_map(|c| [&c.stream_arn, &c.firehose_arn])
+        .flatten()
+        .all(|arn| {
+            matches!(
+                snapshot.streams.get(arn),
+                Some(Observed::Found(_) | Observed::Absent)
+            )
+        });
+    if !domain_read || !streams_read {
+        return None;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (reference, _) in key_uses(snapshot, instance) {
+        names.insert(reference.to_owned());
+        if let Some(Observed::Found(key)) = snapshot.keys.get(reference) {
+            names.insert(key.arn.clone());
+        }
+    }
+    Some(names)
+}
+
+/// A key id and the ARN that ends in it name the same key; so do an alias
+/// name and its alias ARN.
+pub fn same_key(a: &str, b: &str) -> bool {
+    key_resource(a) == key_resource(b)
+}
+
+/// `key/<id>` or `alias/<name>`, whichever way the reference spells it.
+fn key_resource(reference: &str) -> std::borrow::Cow<'_, str> {
+    match reference.strip_prefix("arn:") {
+        Some(rest) => rest.splitn(5, ':').nth(4).unwrap_or(reference).into(),
+        None if reference.starts_with("alias/") => reference.into(),
+        None => format!("key/{reference}").into(),
+    }
+}

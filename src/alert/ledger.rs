@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::lifecycle::Record;
 use super::mute::Mute;
 use crate::aws::ReadError;
+use crate::model::KeyIndex;
 
 /// How long a claim holds before another pass may take the fingerprint over.
 pub const CLAIM_LEASE_SECS: i64 = 120;
@@ -21,6 +22,8 @@ pub const RESOLVED_RETENTION_SECS: i64 = 30 * 86_400;
 
 const KIND_FINDING: &str = "finding";
 const KIND_MUTE: &str = "mute";
+const KIND_KEYS: &str = "keys";
+const INDEX_MARKER: &str = "keys-index";
 const OPEN: &str = "OPEN";
 const RESOLVED: &str = "RESOLVED";
 
@@ -152,6 +155,98 @@ impl Ledger {
             Err(Conditional::Failed) => Ok(false),
             Err(Conditional::Other(reason)) => Err(self.error(reason)),
         }
+    }
+
+    /// The key dependency index: which keys each instance uses, and
+    /// whether a complete sweep built it.
+    #[tracing::instrument(skip(self))]
+    pub async fn key_index(&self) -> Result<KeyIndex, LedgerError> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("kind = :keys OR pk = :marker")
+            .expression_attribute_values(":keys", s(KIND_KEYS))
+            .expression_attribute_values(":marker", s(INDEX_MARKER))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| self.error(ReadError::from(e).reason()))?;
+        let mut index = KeyIndex::default();
+        for item in &items {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+            if text("pk").map(String::as_str) == Some(INDEX_MARKER) {
+                index.complete = true;
+                continue;
+            }
+            let (Some(instance), Some(keys)) = (text("instance"), text("keys")) else {
+                return Err(self.error("a key index item without its instance or keys"));
+            };
+            let keys = serde_json::from_str(keys)
+                .map_err(|e| self.error(format!("unreadable key index: {e}")))?;
+            index.users.insert(instance.clone(), keys);
+        }
+        Ok(index)
+    }
+
+    /// Records the keys an instance depends on.
+    pub async fn record_keys(
+        &self,
+        instance_arn: &str,
+        keys: &std::collections::BTreeSet<String>,
+    ) -> Result<(), LedgerError> {
+        let json = serde_json::to_string(keys).map_err(|e| self.error(e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&format!("keys#{instance_arn}")))
+            .item("kind", s(KIND_KEYS))
+            .item("instance", s(instance_arn))
+            .item("keys", s(&json))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(ReadError::from(e).reason()))
+    }
+
+    /// Forgets an instance that no longer exists.
+    pub async fn forget_keys(&self, instance_arn: &str) -> Result<(), LedgerError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("keys#{instance_arn}")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(ReadError::from(e).reason()))
+    }
+
+    /// Marks the index complete (a sweep read every instance's keys), or
+    /// not: an index that may miss a key must not be trusted to skip one.
+    pub async fn mark_index(&self, complete: bool) -> Result<(), LedgerError> {
+        let result = if complete {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(INDEX_MARKER))
+                .item("kind", s("index"))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| ReadError::from(e).reason())
+        } else {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(INDEX_MARKER))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| ReadError::from(e).reason())
+        };
+        result.map_err(|reason| self.error(reason))
     }
 
     /// Claims a fingerprint for one change: `known` is the record the

@@ -32,10 +32,11 @@ pub async fn collect(aws: &Aws, scope: &Scope, opts: &Options) -> Snapshot {
         account: opts.account.clone(),
         ..Snapshot::default()
     };
-    if let Scope::Key(key) = scope
-        && describe_event_key(aws, key, &mut snapshot, opts).await == KeyOwner::Aws
-    {
-        return snapshot;
+    if let Scope::Key(key) = scope {
+        let owner = describe_event_key(aws, key, &mut snapshot, opts).await;
+        if owner == KeyOwner::Aws || unused_by_index(key, &snapshot, opts) {
+            return snapshot;
+        }
     }
     let Some(mut instances) = select_instances(aws, scope, &mut snapshot, opts).await else {
         return snapshot;
@@ -88,6 +89,26 @@ async fn describe_event_key(
     }
     snapshot.keys.insert(key.to_owned(), found);
     owner
+}
+
+/// Whether the ledger's complete key index says no instance uses the key,
+/// by the event's name for it or the ARN it resolved to.
+fn unused_by_index(key: &str, snapshot: &Snapshot, opts: &Options) -> bool {
+    let Some(index) = opts.key_index.as_ref().filter(|i| i.complete) else {
+        return false;
+    };
+    // A key that could not be described may be an alias the index knows
+    // by its target: only a described (or confirmed gone) key is looked up.
+    if matches!(snapshot.keys.get(key), Some(Observed::Unverified(_)) | None) {
+        return false;
+    }
+    let resolved = snapshot
+        .keys
+        .get(key)
+        .and_then(|k| k.found())
+        .map(|k| k.arn.as_str());
+    let names: Vec<&str> = [Some(key), resolved].into_iter().flatten().collect();
+    !index.used(&names)
 }
 
 /// The scope's candidate instances, in read order; `None` (with the

@@ -9,7 +9,7 @@ use futures_util::{StreamExt, stream};
 use tokio::time::Instant;
 
 use crate::aws::ReadError;
-use crate::model::{Observed, Unverified};
+use crate::model::{KeyIndex, Observed, Unverified};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -28,6 +28,9 @@ pub struct Options {
     /// time (the Lambda seeds it with the hour), instead of never reaching
     /// the same tail. `None` keeps the API's order.
     pub order_seed: Option<u64>,
+    /// Which keys instances use, from the ledger: a KMS event about a key
+    /// a complete index says nobody uses ends after one `DescribeKey`.
+    pub key_index: Option<KeyIndex>,
 }
 
 /// A callback for long sweeps: `(instances read, instances in total)`.
@@ -48,6 +51,7 @@ impl Default for Options {
             account: None,
             progress: None,
             order_seed: None,
+            key_index: None,
         }
     }
 }

@@ -5,7 +5,9 @@ use std::hash::{Hash, Hasher};
 
 use super::connect;
 use crate::aws::{Aws, ReadError};
-use crate::model::{Incomplete, Instance, Observed, Snapshot, Unverified, key_uses, role_name};
+use crate::model::{
+    Incomplete, Instance, Observed, Snapshot, Unverified, key_uses, role_name, same_key,
+};
 use crate::trigger::Scope;
 
 /// The instances the scope may concern, before any of their reads.
@@ -137,24 +139,9 @@ fn is_alias(reference: &str) -> bool {
     reference.starts_with("alias/") || reference.contains(":alias/")
 }
 
-/// A key id and the ARN that ends in it name the same key; so do an alias
-/// name and its alias ARN.
-fn same_key(a: &str, b: &str) -> bool {
-    key_resource(a) == key_resource(b)
-}
-
-/// `key/<id>` or `alias/<name>`, whichever way the reference spells it.
-fn key_resource(reference: &str) -> std::borrow::Cow<'_, str> {
-    match reference.strip_prefix("arn:") {
-        Some(rest) => rest.splitn(5, ':').nth(4).unwrap_or(reference).into(),
-        None if reference.starts_with("alias/") => reference.into(),
-        None => format!("key/{reference}").into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::same_key;
+    use crate::model::same_key;
 
     #[test]
     fn a_key_or_alias_is_the_same_however_it_is_spelt() {

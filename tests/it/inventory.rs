@@ -562,3 +562,64 @@ async fn a_key_event_on_a_stream_key_checks_the_instance_that_writes_to_it() {
     );
     assert_eq!(rules_of(&snapshot), vec![RuleId::StorageKmsGrantMissing]);
 }
+
+#[tokio::test]
+async fn a_complete_key_index_spares_connect_a_key_event_about_an_unused_key() {
+    use connect_slr_guard::model::KeyIndex;
+    let index = |complete| KeyIndex {
+        complete,
+        users: std::collections::BTreeMap::from([(
+            INSTANCE_ARN.to_owned(),
+            std::collections::BTreeSet::from([DOMAIN_KEY.to_owned(), STORAGE_KEY.to_owned()]),
+        )]),
+    };
+    let unused = "arn:aws:kms:eu-west-2:111122223333:key/44444444-aaaa-bbbb-cccc-444444444444";
+    let mut account = Account::healthy();
+    account.kms.first(
+        "DescribeKey",
+        mock!(aws_sdk_kms::Client::describe_key)
+            .match_requests(move |r| r.key_id() == Some(unused))
+            .then_output(move || {
+                DescribeKeyOutput::builder()
+                    .key_metadata(key_metadata(unused, KeyState::Enabled))
+                    .build()
+            }),
+    );
+    let opts = Options {
+        key_index: Some(index(true)),
+        ..Options::default()
+    };
+    let snapshot = collect(&account.aws(), &Scope::Key(unused.into()), &opts).await;
+    assert!(snapshot.instances.is_empty());
+    assert_eq!(account.total_calls(), 1, "one DescribeKey, no Connect call");
+
+    let account = Account::healthy();
+    let by_id = Scope::Key(DOMAIN_KEY_ID.into());
+    let snapshot = collect(&account.aws(), &by_id, &opts).await;
+    assert!(
+        snapshot.instances[0].checked,
+        "the index knows the key by its ARN"
+    );
+
+    let mut account = Account::healthy();
+    account.kms.first(
+        "DescribeKey",
+        mock!(aws_sdk_kms::Client::describe_key)
+            .match_requests(move |r| r.key_id() == Some(unused))
+            .then_output(move || {
+                DescribeKeyOutput::builder()
+                    .key_metadata(key_metadata(unused, KeyState::Enabled))
+                    .build()
+            }),
+    );
+    let incomplete = Options {
+        key_index: Some(index(false)),
+        ..Options::default()
+    };
+    collect(&account.aws(), &Scope::Key(unused.into()), &incomplete).await;
+    assert_eq!(
+        account.calls("ListInstances"),
+        1,
+        "an incomplete index is not trusted"
+    );
+}
