@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import OUT, REPO, binary, sample_event
 from local_aws import LocalAws
 from runtime_api import LambdaFunction
-from scenarios import SCENARIOS, TOPIC_ARN, event_for, seed, spec_for
+from scenarios import ROLE_ARN, SCENARIOS, TOPIC_ARN, event_for, seed, spec_for
 from test_e2e import drain
 
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
@@ -63,6 +63,59 @@ def replay(aws, fn, env, scenario_name, event_file, story):
         print(textwrap.indent(json.dumps(doc, indent=2), "  "))
 
 
+def ledger_demo(aws, env):
+    """The ledger's lifecycle: OPEN once, silence on repeats, RESOLVED after
+    the fix, and a grant change that settles without a page."""
+    from test_ledger import now_event, sqs_event
+    banner("4. With the alert ledger (LEDGER_TABLE): one page per drift")
+    aws.reset()
+    seeded = seed(aws, spec_for("key-disabled"))
+    table, sqs = "connect-slr-guard-ledger", aws.client("sqs")
+    aws.client("dynamodb").create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    queue_url = sqs.create_queue(QueueName="connect-slr-guard-rechecks")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    fn = LambdaFunction(binary("connect-slr-guard-lambda"),
+                        {**env, "LEDGER_TABLE": table, "SETTLE_WINDOW": "4s", "RECHECK_QUEUE_URL": queue_url},
+                        log_path=OUT / "lambda-ledger.log")
+    sweep = json.loads(sample_event("scheduled-sweep.json"))
+
+    def show(what, event):
+        ok, body = fn.invoke(event)
+        if not ok:
+            raise SystemExit(f"invocation failed: {body}")
+        docs = [json.loads(m["Message"]) for m in drain(sqs, seeded.queue_url)]
+        pages = ", ".join(f"{d['status']} {d['rule']} ({d['fingerprint'][:8]}…)" for d in docs) or "no page"
+        keys = ["batchItemFailures"] if "batchItemFailures" in body else [
+            "alerts_published", "held", "rechecks_scheduled", "resolved"]
+        counts = {k: body.get(k) for k in keys}
+        print(f"{what}: {BOLD}{pages}{RESET} {DIM}{json.dumps(counts)}{RESET}")
+
+    try:
+        fn.wait_ready()
+        show("sweep 1, the domain key disabled", sweep)
+        show("sweep 2, still disabled", sweep)
+        aws.client("kms").enable_key(KeyId=seeded.domain_key.rsplit("/", 1)[1])
+        show("sweep 3, after `aws kms enable-key`", sweep)
+        scenario = SCENARIOS["profiles-grant-missing"]
+        aws.client("kms").revoke_grant(KeyId=seeded.domain_key, GrantId=grant_of(aws, seeded.domain_key))
+        show("RevokeGrant just now (SETTLE_WINDOW 4s)", now_event(scenario, seeded, "kms-revoke-grant.json"))
+        aws.client("kms").create_grant(KeyId=seeded.domain_key, GranteePrincipal=ROLE_ARN,
+                                       Operations=["Decrypt", "GenerateDataKey"])
+        show("CreateGrant a moment later", now_event(scenario, seeded, "kms-create-grant.json"))
+        time.sleep(4.2)
+        for m in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=5, AttributeNames=["All"]).get("Messages", []):
+            show("the re-check, once the window has passed", sqs_event(m, queue_arn))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    finally:
+        fn.close()
+
+
+def grant_of(aws, key_arn):
+    return aws.client("kms").list_grants(KeyId=key_arn)["Grants"][0]["GrantId"]
+
+
 def main():
     started = time.monotonic()
     banner("Starting an emulated AWS account on loopback (moto + Connect/Customer Profiles test double)")
@@ -79,6 +132,7 @@ def main():
                "2. Someone deletes the instance's service-linked role")
         replay(aws, fn, env, "healthy", "scheduled-sweep.json",
                "3. The hourly sweep over a clean account")
+        ledger_demo(aws, env)
     finally:
         fn.close()
         aws.close()
