@@ -11,7 +11,9 @@ import pytest
 
 from conftest import OUT, binary, sample_event
 from runtime_api import LambdaFunction
-from scenarios import INSTANCE_ID, OTHER_INSTANCE_ID, ROLE_ARN, SCENARIOS, event_for, instance_arn, seed, spec_for
+from local_aws import http_json
+from scenarios import (INSTANCE_ID, OTHER_INSTANCE_ID, ROLE_ARN, SCENARIOS, connect_state, event_for, instance_arn,
+                       seed, spec_for)
 from test_e2e import drain
 
 TABLE = "connect-slr-guard-ledger"
@@ -295,3 +297,28 @@ def test_a_key_event_on_a_key_no_instance_uses_makes_no_connect_call(account, le
     used = event_for(scenario, seeded, sample_event("kms-revoke-grant.json"))  # the domain key
     event_file.write_text(json.dumps(used))
     assert check_event(), "a key an instance uses is still checked"
+
+
+def test_a_role_still_there_after_delete_service_linked_role_is_rechecked(account, settling):
+    fn, _ = settling
+    scenario = SCENARIOS["slr-deletion-pending"]
+    seeded = seed(account, spec_for(scenario.name))
+    ok, body = fn.invoke(event_for(scenario, seeded, sample_event("iam-delete-service-linked-role.json")))
+    assert ok, body
+    assert body["rechecks_scheduled"] == 1, "the deletion is asynchronous: look again"
+    assert statuses(pages(account, seeded)) == [("OPEN", "CONNECT_SLR_MISSING")]
+
+
+def test_findings_of_an_instance_the_sweep_no_longer_lists_resolve_as_deleted(account, ledger_env, proxy):
+    seeded = seed(account, spec_for("access-denied-one-instance"))
+    proxy.set(SCENARIOS["access-denied-one-instance"].faults)
+    sweep(ledger_env)
+    assert statuses(pages(account, seeded)) == [("OPEN", "CHECK_INCOMPLETE")]
+    proxy.set({})
+    state = connect_state(spec_for("healthy"), seeded.domain_key, seeded.storage_key)
+    http_json("PUT", f"{account.double_url}/_double/state", state)  # the other instance is gone
+    sweep(ledger_env)
+    found = pages(account, seeded)
+    assert statuses(found) == [("RESOLVED", "CHECK_INCOMPLETE")]
+    assert found[0][4]["resolved_reason"] == "instance deleted"
+    assert found[0][2] == instance_arn(OTHER_INSTANCE_ID)

@@ -13,9 +13,8 @@ use crate::alert::recheck::{Recheck, RecheckError};
 use crate::alert::{self, PassContext, PublishError};
 use crate::aws::{Aws, Pace, Source};
 use crate::config::{CONNECT_API_BURST, Settings};
-use crate::finding::RuleId;
 use crate::inventory::{self, Options};
-use crate::model::{Instance, KeyIndex, Snapshot, keys_of};
+use crate::model::{Instance, KeyIndex, Observed, Snapshot, keys_of};
 use crate::report::{LedgerCounts, PassReport};
 use crate::rules;
 use crate::trigger::{Scope, Trigger};
@@ -125,6 +124,7 @@ impl Guard {
             findings,
             alerts_published: 0,
             ledger: None,
+            deletion_pending: deletion_pending(&snapshot),
         };
         info!(
             scope = ?report.scope,
@@ -224,12 +224,9 @@ impl Guard {
         self.settings.recheck_queue_url.as_ref()?;
         let window = self.settings.settle_window.as_secs() as i64;
         let held = report.ledger.is_some_and(|l| l.held > 0);
-        let deleting = report.findings.iter().any(|f| {
-            f.rule == RuleId::ConnectSlrMissing && f.details.get("deletion_task").is_some()
-        });
         if held {
             Some(window - trigger.age_secs(now).unwrap_or(0))
-        } else if deleting {
+        } else if report.deletion_pending {
             Some(window.max(DELETION_RECHECK_SECS))
         } else {
             None
@@ -312,6 +309,19 @@ impl Guard {
             .as_deref()
             .ok_or(GuardError::NoTopic)
     }
+}
+
+/// Whether a deletion task the pass read is still taking a role that the
+/// pass could still read.
+fn deletion_pending(snapshot: &Snapshot) -> bool {
+    snapshot.slr_deletions.iter().any(|deletion| {
+        let going = matches!(deletion.status, Observed::Found(s) if s.removes_the_role());
+        let still_there = snapshot.roles.values().any(|role| {
+            role.found()
+                .is_some_and(|r| r.name.eq_ignore_ascii_case(&deletion.role_name))
+        });
+        going && still_there
+    })
 }
 
 /// How long to wait before looking again at an SLR deletion task.

@@ -17,6 +17,9 @@ pub struct PassReport {
     pub alerts_published: usize,
     /// What the ledger did, when there is one.
     pub ledger: Option<LedgerCounts>,
+    /// An SLR deletion the pass saw started is still going: the role could
+    /// be read, but is on its way out.
+    pub deletion_pending: bool,
 }
 
 /// The ledger's share of a pass.
@@ -113,8 +116,11 @@ impl PassReport {
             out.push_str("no drift found\n");
             return out;
         }
-        let rows: Vec<[String; 4]> = self.findings.iter().map(table_row).collect();
-        out.push_str(&columns(&rows));
+        let rows: Vec<Vec<String>> = self.findings.iter().map(table_row).collect();
+        for line in aligned(&["SEVERITY", "RULE", "INSTANCE", "RESOURCE"], &rows) {
+            out.push('\n');
+            out.push_str(&line);
+        }
         out.push_str("\n\n");
         for (n, f) in self.findings.iter().enumerate() {
             out.push_str(&format!(
@@ -129,8 +135,8 @@ impl PassReport {
     }
 }
 
-fn table_row(finding: &Finding) -> [String; 4] {
-    [
+fn table_row(finding: &Finding) -> Vec<String> {
+    vec![
         finding.severity.to_string(),
         finding.rule.to_string(),
         finding
@@ -143,10 +149,9 @@ fn table_row(finding: &Finding) -> [String; 4] {
     ]
 }
 
-/// The rows under a header, each column as wide as its widest cell.
-fn columns(rows: &[[String; 4]]) -> String {
-    let headers = ["SEVERITY", "RULE", "INSTANCE", "RESOURCE"];
-    let widths: Vec<usize> = (0..4)
+/// The header and rows as lines, each column as wide as its widest cell.
+fn aligned(headers: &[&str], rows: &[Vec<String>]) -> Vec<String> {
+    let widths: Vec<usize> = (0..headers.len())
         .map(|c| {
             rows.iter()
                 .map(|r| r[c].len())
@@ -155,19 +160,20 @@ fn columns(rows: &[[String; 4]]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let line = |cells: [&str; 4]| {
+    let line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
-        format!("\n{}", padded.join("  ").trim_end())
+        padded.join("  ").trim_end().to_owned()
     };
-    let mut out = line(headers);
-    for row in rows {
-        out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
-    }
-    out
+    std::iter::once(line(headers.to_vec()))
+        .chain(
+            rows.iter()
+                .map(|r| line(r.iter().map(String::as_str).collect())),
+        )
+        .collect()
 }
 
 /// The ledger's open findings, as `connect-slr-guard findings` shows them.
@@ -207,26 +213,8 @@ pub fn listing<T: Serialize>(
         return "none\n".to_owned();
     }
     let rows: Vec<Vec<String>> = items.iter().map(row).collect();
-    let widths: Vec<usize> = (0..headers.len())
-        .map(|c| {
-            rows.iter()
-                .map(|r| r[c].len())
-                .chain([headers[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(headers.to_vec());
-    for r in &rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    out
+    aligned(headers, &rows)
+        .into_iter()
+        .map(|line| line + "\n")
+        .collect()
 }

@@ -115,9 +115,6 @@ fn opened<'a>(
     let finding = found[&fingerprint];
     let known = records.get(&fingerprint);
     let record = Record {
-        rule: finding.rule,
-        instance_arn: finding.instance_arn.clone(),
-        resource_arn: finding.resource_arn.clone(),
         first_seen: known.map_or(now, |r| r.first_seen),
         last_notified: Some(now),
         finding: finding.clone(),

@@ -67,23 +67,42 @@ impl Ledger {
         }
     }
 
-    /// Every open record (sent or not).
-    #[tracing::instrument(skip(self))]
-    pub async fn open_records(&self) -> Result<BTreeMap<String, Record>, LedgerError> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
+    /// Every item that passes `filter` (`#state` names the `state`
+    /// attribute), all pages of it. The table holds one item per open drift,
+    /// mute and instance: small enough to scan.
+    async fn scan(
+        &self,
+        filter: &str,
+        values: &[(&str, &str)],
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, LedgerError> {
+        let mut scan = self
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression("kind = :kind AND #state = :open")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":kind", s(KIND_FINDING))
-            .expression_attribute_values(":open", s(OPEN))
-            .into_paginator()
+            .filter_expression(filter);
+        if filter.contains("#state") {
+            scan = scan.expression_attribute_names("#state", "state");
+        }
+        for (name, value) in values {
+            scan = scan.expression_attribute_values(*name, s(value));
+        }
+        scan.into_paginator()
             .items()
             .send()
             .try_collect()
             .await
-            .map_err(|e| self.error(ReadError::from(e).reason()))?;
+            .map_err(|e| self.error(ReadError::from(e).reason()))
+    }
+
+    /// Every open record (sent or not).
+    #[tracing::instrument(skip(self))]
+    pub async fn open_records(&self) -> Result<BTreeMap<String, Record>, LedgerError> {
+        let items = self
+            .scan(
+                "kind = :kind AND #state = :open",
+                &[(":kind", KIND_FINDING), (":open", OPEN)],
+            )
+            .await?;
         items
             .iter()
             .map(|item| {
@@ -96,18 +115,7 @@ impl Ledger {
     /// Every mute, active or not.
     #[tracing::instrument(skip(self))]
     pub async fn mutes(&self) -> Result<Vec<Mute>, LedgerError> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("kind = :kind")
-            .expression_attribute_values(":kind", s(KIND_MUTE))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| self.error(ReadError::from(e).reason()))?;
+        let items = self.scan("kind = :kind", &[(":kind", KIND_MUTE)]).await?;
         items
             .iter()
             .map(|item| {
@@ -161,19 +169,12 @@ impl Ledger {
     /// whether a complete sweep built it.
     #[tracing::instrument(skip(self))]
     pub async fn key_index(&self) -> Result<KeyIndex, LedgerError> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("kind = :keys OR pk = :marker")
-            .expression_attribute_values(":keys", s(KIND_KEYS))
-            .expression_attribute_values(":marker", s(INDEX_MARKER))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| self.error(ReadError::from(e).reason()))?;
+        let items = self
+            .scan(
+                "kind = :keys OR pk = :marker",
+                &[(":keys", KIND_KEYS), (":marker", INDEX_MARKER)],
+            )
+            .await?;
         let mut index = KeyIndex::default();
         for item in &items {
             let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());

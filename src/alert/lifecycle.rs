@@ -16,14 +16,11 @@ use crate::trigger::Scope;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub fingerprint: String,
-    pub rule: RuleId,
-    pub instance_arn: Option<String>,
-    pub resource_arn: String,
     /// Epoch seconds the drift was first seen (kept across reminders).
     pub first_seen: i64,
     /// Epoch seconds of the last OPEN or REMINDER; `None` until one is sent.
     pub last_notified: Option<i64>,
-    /// The finding as last seen, to render its RESOLVED.
+    /// The finding as last seen: what it is about, and its RESOLVED.
     pub finding: Finding,
     /// Bumped on every commit: a claim names the version it decided on.
     pub version: u64,
@@ -181,7 +178,7 @@ fn page_for(
 
 /// Why the pass may resolve the record, if it covered its resource.
 fn covered(record: &Record, coverage: &Coverage) -> Option<ResolvedReason> {
-    match &record.instance_arn {
+    match &record.finding.instance_arn {
         Some(arn) if is_gone(arn, coverage) => Some(ResolvedReason::InstanceDeleted),
         Some(arn) if coverage.instances.contains(arn) => Some(ResolvedReason::NoLongerFound),
         Some(_) => None,

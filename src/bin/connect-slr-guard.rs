@@ -314,10 +314,10 @@ async fn list_findings(guard: &Guard, format: Format) -> Result<ExitCode, String
     let open: Vec<OpenFinding> = records
         .values()
         .map(|r| OpenFinding {
-            rule: r.rule,
+            rule: r.finding.rule,
             severity: r.finding.severity,
-            resource_arn: &r.resource_arn,
-            instance_arn: r.instance_arn.as_deref(),
+            resource_arn: &r.finding.resource_arn,
+            instance_arn: r.finding.instance_arn.as_deref(),
             fingerprint: &r.fingerprint,
             first_seen: rfc3339(r.first_seen),
             last_notified: r.last_notified.map(rfc3339),

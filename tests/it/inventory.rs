@@ -532,13 +532,7 @@ async fn a_key_event_on_a_stream_key_checks_the_instance_that_writes_to_it() {
     );
     account.kms.first(
         "DescribeKey",
-        mock!(aws_sdk_kms::Client::describe_key)
-            .match_requests(|r| r.key_id().is_some_and(|k| k.contains("33333333")))
-            .then_output(|| {
-                DescribeKeyOutput::builder()
-                    .key_metadata(key_metadata(STREAM_KEY, KeyState::Enabled))
-                    .build()
-            }),
+        describe_key_as(STREAM_KEY, KeyState::Enabled),
     );
     account.kms.first(
         "ListGrants",
@@ -575,16 +569,9 @@ async fn a_complete_key_index_spares_connect_a_key_event_about_an_unused_key() {
     };
     let unused = "arn:aws:kms:eu-west-2:111122223333:key/44444444-aaaa-bbbb-cccc-444444444444";
     let mut account = Account::healthy();
-    account.kms.first(
-        "DescribeKey",
-        mock!(aws_sdk_kms::Client::describe_key)
-            .match_requests(move |r| r.key_id() == Some(unused))
-            .then_output(move || {
-                DescribeKeyOutput::builder()
-                    .key_metadata(key_metadata(unused, KeyState::Enabled))
-                    .build()
-            }),
-    );
+    account
+        .kms
+        .first("DescribeKey", describe_key_as(unused, KeyState::Enabled));
     let opts = Options {
         key_index: Some(index(true)),
         ..Options::default()
@@ -602,16 +589,9 @@ async fn a_complete_key_index_spares_connect_a_key_event_about_an_unused_key() {
     );
 
     let mut account = Account::healthy();
-    account.kms.first(
-        "DescribeKey",
-        mock!(aws_sdk_kms::Client::describe_key)
-            .match_requests(move |r| r.key_id() == Some(unused))
-            .then_output(move || {
-                DescribeKeyOutput::builder()
-                    .key_metadata(key_metadata(unused, KeyState::Enabled))
-                    .build()
-            }),
-    );
+    account
+        .kms
+        .first("DescribeKey", describe_key_as(unused, KeyState::Enabled));
     let incomplete = Options {
         key_index: Some(index(false)),
         ..Options::default()

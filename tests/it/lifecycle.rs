@@ -80,9 +80,6 @@ fn run(ledger: &mut BTreeMap<String, Record>, pass: Pass, now: i64) -> Vec<&'sta
                     fp.clone(),
                     Record {
                         fingerprint: fp,
-                        rule: drift.rule,
-                        instance_arn: drift.instance_arn.clone(),
-                        resource_arn: drift.resource_arn.clone(),
                         first_seen,
                         last_notified: Some(now),
                         finding: drift.clone(),
@@ -173,9 +170,6 @@ fn an_instance_a_sweep_no_longer_lists_resolves_as_deleted() {
     let drift = finding();
     let record = Record {
         fingerprint: FP.into(),
-        rule: drift.rule,
-        instance_arn: drift.instance_arn.clone(),
-        resource_arn: drift.resource_arn.clone(),
         first_seen: 0,
         last_notified: Some(0),
         finding: drift,

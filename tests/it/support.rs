@@ -204,6 +204,19 @@ pub fn key_metadata(arn: &str, state: KeyState) -> KeyMetadata {
         .unwrap()
 }
 
+/// A `DescribeKey` rule for one more customer managed key, named by its ARN
+/// or by its id.
+pub fn describe_key_as(arn: &'static str, state: KeyState) -> Rule {
+    let id = arn.rsplit('/').next().unwrap();
+    mock!(aws_sdk_kms::Client::describe_key)
+        .match_requests(move |r| r.key_id() == Some(arn) || r.key_id() == Some(id))
+        .then_output(move || {
+            DescribeKeyOutput::builder()
+                .key_metadata(key_metadata(arn, state.clone()))
+                .build()
+        })
+}
+
 impl Account {
     /// One ACTIVE instance with a healthy SLR, a Kinesis CTR stream, KMS
     /// encrypted recordings and an `amazon-connect-` domain on a CMK.
