@@ -132,7 +132,8 @@ impl Ledger {
     /// Stores a new mute; it expires from the table a day after it ends.
     pub async fn add_mute(&self, mute: &Mute) -> Result<(), LedgerError> {
         let json = serde_json::to_string(mute).map_err(|e| self.error(e))?;
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(&format!("mute#{}", mute.id)))
@@ -141,9 +142,8 @@ impl Ledger {
             .item("ttl", n(mute.until + 86_400))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(ReadError::from(e).reason()))
+            .await;
+        self.done(result)
     }
 
     /// Removes a mute; `false` when there was none with that id.
@@ -199,7 +199,8 @@ impl Ledger {
         keys: &std::collections::BTreeSet<String>,
     ) -> Result<(), LedgerError> {
         let json = serde_json::to_string(keys).map_err(|e| self.error(e))?;
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(&format!("keys#{instance_arn}")))
@@ -207,21 +208,20 @@ impl Ledger {
             .item("instance", s(instance_arn))
             .item("keys", s(&json))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(ReadError::from(e).reason()))
+            .await;
+        self.done(result)
     }
 
     /// Forgets an instance that no longer exists.
     pub async fn forget_keys(&self, instance_arn: &str) -> Result<(), LedgerError> {
-        self.client
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(&format!("keys#{instance_arn}")))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(ReadError::from(e).reason()))
+            .await;
+        self.done(result)
     }
 
     /// Marks the index complete (a sweep read every instance's keys), or
@@ -314,22 +314,23 @@ impl Ledger {
         if resolved {
             item.insert("ttl".to_owned(), n(now + RESOLVED_RETENTION_SECS));
         }
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("claimed_by = :me")
             .expression_attribute_values(":me", s(&self.owner))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(ReadError::from(e).reason()))
+            .await;
+        self.done(result)
     }
 
     /// Gives a claim up without a change (the page could not be sent), so
     /// the retry can take it at once.
     pub async fn release(&self, fingerprint: &str) -> Result<(), LedgerError> {
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(fingerprint))
@@ -337,9 +338,8 @@ impl Ledger {
             .condition_expression("claimed_by = :me")
             .expression_attribute_values(":me", s(&self.owner))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(ReadError::from(e).reason()))
+            .await;
+        self.done(result)
     }
 
     /// Drops a record nobody was paged about, unless it changed meanwhile.
@@ -359,6 +359,19 @@ impl Ledger {
             Ok(()) | Err(Conditional::Failed) => Ok(()),
             Err(Conditional::Other(reason)) => Err(self.error(reason)),
         }
+    }
+}
+
+impl Ledger {
+    /// A write's outcome, its error as the reason it failed.
+    fn done<T, E, R>(&self, result: Result<T, SdkError<E, R>>) -> Result<(), LedgerError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        result
+            .map(|_| ())
+            .map_err(|e| self.error(ReadError::from(e).reason()))
     }
 }
 
