@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use super::connect;
 use crate::aws::{Aws, ReadError};
 use crate::model::{
-    Incomplete, Instance, Observed, Snapshot, Unverified, key_uses, role_name, same_key,
+    Incomplete, Instance, Observed, Snapshot, Unverified, key_uses, keys_of, role_name, same_key,
 };
 use crate::trigger::Scope;
 
@@ -83,32 +83,11 @@ pub(super) fn focus(instances: &mut [Instance], scope: &Scope, snapshot: &Snapsh
                 Observed::Unverified(_) => true,
             },
             Scope::Key(key) => {
-                !links_known(snapshot, instance) || may_use_key(snapshot, instance, key)
+                keys_of(snapshot, instance).is_none() || may_use_key(snapshot, instance, key)
             }
             Scope::Everything | Scope::Instance(_) | Scope::Role(_) => true,
         };
     }
-}
-
-/// Whether every key the instance depends on is known: its storage configs,
-/// the streams they write to, its domain link and its domain were read.
-fn links_known(snapshot: &Snapshot, instance: &Instance) -> bool {
-    let domain_known = match &instance.domain {
-        Observed::Found(Some(name)) => matches!(
-            snapshot.domains.get(name),
-            Some(Observed::Found(_) | Observed::Absent)
-        ),
-        Observed::Found(None) | Observed::Absent => true,
-        Observed::Unverified(_) => false,
-    };
-    let streams_known = instance.storage.found().is_none_or(|configs| {
-        configs
-            .iter()
-            .flat_map(|c| [&c.stream_arn, &c.firehose_arn])
-            .flatten()
-            .all(|arn| !matches!(snapshot.streams.get(arn), Some(Observed::Unverified(_))))
-    });
-    domain_known && streams_known && !matches!(instance.storage, Observed::Unverified(_))
 }
 
 fn may_use_key(snapshot: &Snapshot, instance: &Instance, key: &str) -> bool {
