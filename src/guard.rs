@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use tracing::{info, warn};
 
-use crate::alert::deliver::{Channel, NewDrift, deliver};
-use crate::alert::ledger::{Ledger, LedgerError};
+use crate::alert::deliver::{Channel, NewDrift, Paging, deliver};
+use crate::alert::ledger::{Ledger, LedgerError, LedgerState};
 use crate::alert::lifecycle::Coverage;
 use crate::alert::recheck::{Recheck, RecheckError};
 use crate::alert::{self, PassContext, PublishError};
@@ -95,16 +95,17 @@ impl Guard {
         opts: &Options,
         delivery: Delivery,
     ) -> Result<PassReport, GuardError> {
-        let index = self.key_index(delivery).await;
+        let state = self.ledger_state(delivery).await?;
         let opts = Options {
-            key_index: index.clone(),
+            key_index: state.as_ref().map(|s| s.index.clone()),
             ..opts.clone()
         };
         // Boxed: the inventory's future is deep enough to hit the compiler's
         // type-layout recursion limit when inlined into the Lambda handler.
         let snapshot = Box::pin(inventory::collect(&self.aws, &scope, &opts)).await;
-        if let Some(index) = &index {
-            self.update_key_index(&scope, &snapshot, index).await?;
+        if let Some(state) = &state {
+            self.update_key_index(&scope, &snapshot, &state.index)
+                .await?;
         }
         let findings = rules::evaluate(&snapshot, &self.settings.rules);
         let context = PassContext {
@@ -139,23 +140,24 @@ impl Guard {
                 Delivery::Hold => NewDrift::Hold,
                 _ => NewDrift::Page,
             };
-            self.deliver(&mut report, &coverage, new_drift).await?;
+            self.deliver(&mut report, &coverage, new_drift, state.as_ref())
+                .await?;
         }
         Ok(report)
     }
 
-    /// The ledger's key index, for a pass that publishes under a ledger. An
-    /// index that cannot be read is not used: the pass reads everything.
-    async fn key_index(&self, delivery: Delivery) -> Option<KeyIndex> {
-        let ledger = self
-            .ledger
-            .as_ref()
-            .filter(|_| delivery != Delivery::ReportOnly)?;
-        ledger
-            .key_index()
-            .await
-            .inspect_err(|e| warn!(error = %e, "key index not read; reading every instance"))
-            .ok()
+    /// What the ledger holds, for a pass that publishes under one; read
+    /// once, before the inventory (its key index can spare Connect calls).
+    /// A ledger that cannot be read fails the pass: nothing could be paged.
+    async fn ledger_state(&self, delivery: Delivery) -> Result<Option<LedgerState>, GuardError> {
+        match &self.ledger {
+            Some(ledger) if delivery != Delivery::ReportOnly => {
+                Ok(Some(ledger.state().await.inspect_err(
+                    |e| warn!(error = %e, "ledger unusable: nothing paged"),
+                )?))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Records the keys of every instance the pass read completely; after a
@@ -255,8 +257,9 @@ impl Guard {
         report: &mut PassReport,
         coverage: &Coverage,
         new_drift: NewDrift,
+        state: Option<&LedgerState>,
     ) -> Result<(), GuardError> {
-        let Some(ledger) = &self.ledger else {
+        let (Some(ledger), Some(state)) = (&self.ledger, state) else {
             if report.findings.is_empty() {
                 return Ok(());
             }
@@ -273,18 +276,14 @@ impl Guard {
             topic,
             ctx: &report.context,
         };
-        let reminder = self.settings.reminder_interval.map(|d| d.as_secs() as i64);
-        let delivered = deliver(
-            ledger,
-            &channel,
-            &report.findings,
-            coverage,
-            reminder,
+        let paging = Paging {
+            reminder_interval: self.settings.reminder_interval.map(|d| d.as_secs() as i64),
             new_drift,
-            epoch_now(),
-        )
-        .await
-        .inspect_err(|e| warn!(error = %e, "ledger unusable: nothing paged"))?;
+            now: epoch_now(),
+        };
+        let delivered = deliver(ledger, state, &channel, &report.findings, coverage, paging)
+            .await
+            .inspect_err(|e| warn!(error = %e, "ledger unusable: nothing paged"))?;
         report.alerts_published = delivered.published;
         report.ledger = Some(LedgerCounts {
             resolved: delivered.resolved,

@@ -9,9 +9,8 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use tracing::{info, warn};
 
-use super::ledger::{Claim, Ledger, LedgerError};
+use super::ledger::{Claim, Ledger, LedgerError, LedgerState};
 use super::lifecycle::{Coverage, Decision, Record, ResolvedReason, decide};
-use super::mute::Mute;
 use super::{Alert, PassContext, Status, publish_alert};
 use crate::finding::Finding;
 
@@ -53,42 +52,50 @@ pub enum NewDrift {
     Hold,
 }
 
+/// When and what a pass pages.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    /// Seconds between reminders; `None` sends none.
+    pub reminder_interval: Option<i64>,
+    pub new_drift: NewDrift,
+    /// Epoch seconds of the pass.
+    pub now: i64,
+}
+
 pub async fn deliver(
     ledger: &Ledger,
+    state: &LedgerState,
     channel: &Channel<'_>,
     findings: &[Finding],
     coverage: &Coverage,
-    reminder_interval: Option<i64>,
-    new_drift: NewDrift,
-    now: i64,
+    paging: Paging,
 ) -> Result<Delivered, LedgerError> {
+    let Paging {
+        reminder_interval,
+        new_drift,
+        now,
+    } = paging;
     let (account, region) = (&channel.ctx.account, &channel.ctx.region);
     let found: BTreeMap<String, &Finding> = findings
         .iter()
         .map(|f| (f.fingerprint(account, region), f))
         .collect();
-    let records = ledger.open_records().await?;
-    let mutes: Vec<Mute> = ledger
-        .mutes()
-        .await?
-        .into_iter()
-        .filter(|m| m.is_active(now))
-        .collect();
+    let records = &state.records;
     let muted: BTreeSet<String> = found
         .iter()
-        .filter(|(_, f)| mutes.iter().any(|m| m.covers(f)))
+        .filter(|(_, f)| state.mutes.iter().any(|m| m.is_active(now) && m.covers(f)))
         .map(|(fp, _)| fp.clone())
         .collect();
     let mut delivered = Delivered::default();
-    for decision in decide(now, &found, &records, coverage, reminder_interval, &muted) {
+    for decision in decide(now, &found, records, coverage, reminder_interval, &muted) {
         let page = match decision {
             Decision::Open(_) if new_drift == NewDrift::Hold => {
                 delivered.held += 1;
                 continue;
             }
-            Decision::Open(fp) => opened(&found, &records, fp, Status::Open, now),
-            Decision::Remind(fp) => opened(&found, &records, fp, Status::Reminder, now),
-            Decision::Resolve(fp, reason) => resolved(&records, &fp, reason, now),
+            Decision::Open(fp) => opened(&found, records, fp, Status::Open, now),
+            Decision::Remind(fp) => opened(&found, records, fp, Status::Reminder, now),
+            Decision::Resolve(fp, reason) => resolved(records, &fp, reason, now),
             Decision::Forget(fp) => {
                 ledger.forget(&records[&fp]).await?;
                 continue;

@@ -34,6 +34,16 @@ pub struct LedgerError {
     pub reason: String,
 }
 
+/// What a pass reads from the ledger.
+#[derive(Debug, Default)]
+pub struct LedgerState {
+    /// Open records (sent or not), by fingerprint.
+    pub records: BTreeMap<String, Record>,
+    /// Every mute, active or not.
+    pub mutes: Vec<Mute>,
+    pub index: KeyIndex,
+}
+
 pub struct Ledger {
     client: Client,
     table: String,
@@ -67,66 +77,61 @@ impl Ledger {
         }
     }
 
-    /// Every item that passes `filter` (`#state` names the `state`
-    /// attribute), all pages of it. The table holds one item per open drift,
-    /// mute and instance: small enough to scan.
-    async fn scan(
-        &self,
-        filter: &str,
-        values: &[(&str, &str)],
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, LedgerError> {
-        let mut scan = self
+    /// Everything a pass reads from the ledger, in one scan: the open
+    /// records, the mutes and the key index. The table holds one item per
+    /// open drift, mute and instance: small enough to scan.
+    #[tracing::instrument(skip(self))]
+    pub async fn state(&self) -> Result<LedgerState, LedgerError> {
+        let items: Vec<HashMap<String, AttributeValue>> = self
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression(filter);
-        if filter.contains("#state") {
-            scan = scan.expression_attribute_names("#state", "state");
-        }
-        for (name, value) in values {
-            scan = scan.expression_attribute_values(*name, s(value));
-        }
-        scan.into_paginator()
+            .filter_expression(
+                "(kind = :finding AND #state = :open) OR kind = :mute OR kind = :keys OR pk = :marker",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":finding", s(KIND_FINDING))
+            .expression_attribute_values(":open", s(OPEN))
+            .expression_attribute_values(":mute", s(KIND_MUTE))
+            .expression_attribute_values(":keys", s(KIND_KEYS))
+            .expression_attribute_values(":marker", s(INDEX_MARKER))
+            .into_paginator()
             .items()
             .send()
             .try_collect()
             .await
-            .map_err(|e| self.error(ReadError::from(e).reason()))
-    }
-
-    /// Every open record (sent or not).
-    #[tracing::instrument(skip(self))]
-    pub async fn open_records(&self) -> Result<BTreeMap<String, Record>, LedgerError> {
-        let items = self
-            .scan(
-                "kind = :kind AND #state = :open",
-                &[(":kind", KIND_FINDING), (":open", OPEN)],
-            )
-            .await?;
-        items
-            .iter()
-            .map(|item| {
-                let record = record_of(item).map_err(|e| self.error(e))?;
-                Ok((record.fingerprint.clone(), record))
-            })
-            .collect()
-    }
-
-    /// Every mute, active or not.
-    #[tracing::instrument(skip(self))]
-    pub async fn mutes(&self) -> Result<Vec<Mute>, LedgerError> {
-        let items = self.scan("kind = :kind", &[(":kind", KIND_MUTE)]).await?;
-        items
-            .iter()
-            .map(|item| {
-                let json = item
-                    .get("mute")
+            .map_err(|e| self.error(ReadError::from(e).reason()))?;
+        let mut state = LedgerState::default();
+        for item in &items {
+            let text = |name: &str| {
+                item.get(name)
                     .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| self.error("a mute item without its mute"))?;
-                serde_json::from_str(json)
-                    .map_err(|e| self.error(format!("an unreadable mute: {e}")))
-            })
-            .collect()
+                    .map(String::as_str)
+            };
+            match (text("pk"), text("kind")) {
+                (Some(INDEX_MARKER), _) => state.index.complete = true,
+                (_, Some(KIND_FINDING)) => {
+                    let record = record_of(item).map_err(|e| self.error(e))?;
+                    state.records.insert(record.fingerprint.clone(), record);
+                }
+                (_, Some(KIND_MUTE)) => {
+                    let json =
+                        text("mute").ok_or_else(|| self.error("a mute item without its mute"))?;
+                    let mute = serde_json::from_str(json)
+                        .map_err(|e| self.error(format!("an unreadable mute: {e}")))?;
+                    state.mutes.push(mute);
+                }
+                _ => {
+                    let (Some(instance), Some(keys)) = (text("instance"), text("keys")) else {
+                        return Err(self.error("a key index item without its instance or keys"));
+                    };
+                    let keys = serde_json::from_str(keys)
+                        .map_err(|e| self.error(format!("unreadable key index: {e}")))?;
+                    state.index.users.insert(instance.to_owned(), keys);
+                }
+            }
+        }
+        Ok(state)
     }
 
     /// Stores a new mute; it expires from the table a day after it ends.
@@ -163,33 +168,6 @@ impl Ledger {
             Err(Conditional::Failed) => Ok(false),
             Err(Conditional::Other(reason)) => Err(self.error(reason)),
         }
-    }
-
-    /// The key dependency index: which keys each instance uses, and
-    /// whether a complete sweep built it.
-    #[tracing::instrument(skip(self))]
-    pub async fn key_index(&self) -> Result<KeyIndex, LedgerError> {
-        let items = self
-            .scan(
-                "kind = :keys OR pk = :marker",
-                &[(":keys", KIND_KEYS), (":marker", INDEX_MARKER)],
-            )
-            .await?;
-        let mut index = KeyIndex::default();
-        for item in &items {
-            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
-            if text("pk").map(String::as_str) == Some(INDEX_MARKER) {
-                index.complete = true;
-                continue;
-            }
-            let (Some(instance), Some(keys)) = (text("instance"), text("keys")) else {
-                return Err(self.error("a key index item without its instance or keys"));
-            };
-            let keys = serde_json::from_str(keys)
-                .map_err(|e| self.error(format!("unreadable key index: {e}")))?;
-            index.users.insert(instance.clone(), keys);
-        }
-        Ok(index)
     }
 
     /// Records the keys an instance depends on.

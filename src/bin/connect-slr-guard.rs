@@ -278,7 +278,11 @@ async fn mute(guard: &Guard, target: MuteArgs) -> Result<ExitCode, String> {
 
 async fn list_mutes(guard: &Guard, format: Format) -> Result<ExitCode, String> {
     let now = epoch_now();
-    let mutes = ledger(guard).mutes().await.map_err(|e| e.to_string())?;
+    let mutes = ledger(guard)
+        .state()
+        .await
+        .map_err(|e| e.to_string())?
+        .mutes;
     let views: Vec<MuteView> = mutes
         .iter()
         .map(|mute| MuteView {
@@ -306,12 +310,9 @@ async fn unmute(guard: &Guard, id: &str) -> Result<ExitCode, String> {
 
 async fn list_findings(guard: &Guard, format: Format) -> Result<ExitCode, String> {
     let now = epoch_now();
-    let records = ledger(guard)
-        .open_records()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mutes = ledger(guard).mutes().await.map_err(|e| e.to_string())?;
-    let open: Vec<OpenFinding> = records
+    let state = ledger(guard).state().await.map_err(|e| e.to_string())?;
+    let open: Vec<OpenFinding> = state
+        .records
         .values()
         .map(|r| OpenFinding {
             rule: r.finding.rule,
@@ -321,7 +322,8 @@ async fn list_findings(guard: &Guard, format: Format) -> Result<ExitCode, String
             fingerprint: &r.fingerprint,
             first_seen: rfc3339(r.first_seen),
             last_notified: r.last_notified.map(rfc3339),
-            muted: mutes
+            muted: state
+                .mutes
                 .iter()
                 .any(|m| m.is_active(now) && m.covers(&r.finding)),
         })
