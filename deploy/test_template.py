@@ -50,12 +50,15 @@ ANY = "*"
 # The read actions are exactly those the function calls (README: "The
 # identity needs only read access"); the rest are what running it needs:
 # publishing to its own topic (and that topic's key), writing its own logs,
-# and sending failed events to its own on-failure queue.
+# its ledger, and consuming and feeding its own work and re-check queues.
 ALLOWED: dict[str, list[Any]] = {
-    # No resource-level permissions exist for these three.
+    # No resource-level permissions exist for these four.
     "connect:ListInstances": [ANY],
     "profile:ListAccountIntegrations": [ANY],
     "profile:ListDomains": [ANY],
+    # A dependent action of connect:ListInstances and connect:DescribeInstance
+    # in the Service Authorization Reference.
+    "ds:DescribeDirectories": [ANY],
     "connect:DescribeInstance": [sub("arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/*")],
     "connect:ListInstanceStorageConfigs": [
         sub("arn:${AWS::Partition}:connect:${AWS::Region}:${AWS::AccountId}:instance/*")
@@ -80,16 +83,23 @@ ALLOWED: dict[str, list[Any]] = {
     "sns:Publish": [{"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}],
     **{
         f"kms:{a}": [{"Fn::GetAtt": ["AlertKey", "Arn"]}, {"Ref": "ExistingAlertTopicKmsKeyArn"}]
-        for a in ("GenerateDataKey", "Decrypt")
+        for a in ("GenerateDataKey*", "Decrypt")
     },
     "logs:CreateLogStream": [{"Fn::GetAtt": ["GuardLogGroup", "Arn"]}],
     "logs:PutLogEvents": [{"Fn::GetAtt": ["GuardLogGroup", "Arn"]}],
-    "sqs:SendMessage": [{"Fn::GetAtt": ["FailureQueue", "Arn"]}, {"Fn::GetAtt": ["RecheckQueue", "Arn"]}],
+    **{
+        f"sqs:{a}": [{"Fn::GetAtt": ["WorkQueue", "Arn"]}, {"Fn::GetAtt": ["RecheckQueue", "Arn"]}]
+        for a in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes", "SendMessage")
+    },
     **{f"dynamodb:{a}": [{"Fn::GetAtt": ["LedgerTable", "Arn"]}] for a in ("Scan", "PutItem", "UpdateItem", "DeleteItem")},
 }
 ALLOWED_LOWER = {k.lower(): v for k, v in ALLOWED.items()}
 # The topic key's data-key actions are usable only through SNS.
-VIA_SNS = {"kms:generatedatakey", "kms:decrypt"}
+VIA_SNS = {"kms:generatedatakey*", "kms:decrypt"}
+# The one wildcard action allowed: how SNS documents a publisher's access to
+# an encrypted topic's key (kms:GenerateDataKey*, kms:Decrypt), on that key
+# only and only through SNS.
+DOCUMENTED_WILDCARDS = {"kms:generatedatakey*"}
 
 
 # ------------------------------------------------------------------ helpers
@@ -191,7 +201,7 @@ def violations(template: dict) -> list[str]:
                 problems.append(f"{sid}: computed action {action!r}")
                 continue
             lowered = action.lower()
-            if "*" in action or "?" in action:
+            if ("*" in action or "?" in action) and lowered not in DOCUMENTED_WILDCARDS:
                 problems.append(f"{sid}: wildcard action {action}")
                 continue
             if lowered not in ALLOWED_LOWER:
@@ -235,7 +245,10 @@ def test_no_wildcard_actions_on_iam_or_kms_anywhere_in_the_functions_role(templa
     statements, _ = function_statements(template)
     for st in statements:
         for action in as_list(st.get("Action", [])):
-            if action.lower().startswith(("iam:", "kms:")):
+            if action.lower() in DOCUMENTED_WILDCARDS:
+                assert as_list(st["Resource"]) in ([{"Fn::GetAtt": ["AlertKey", "Arn"]}], [{"Ref": "ExistingAlertTopicKmsKeyArn"}])
+                assert st["Condition"] == {"StringEquals": {"kms:ViaService": sub("sns.${AWS::Region}.amazonaws.com")}}
+            elif action.lower().startswith(("iam:", "kms:")):
                 assert "*" not in action and "?" not in action, action
 
 
@@ -307,9 +320,17 @@ EventPattern = pytest.importorskip("moto.events.models").EventPattern
 
 
 def rules(template: dict) -> dict[str, dict]:
-    """EventBridgeRule events of the function -> pattern."""
-    events = template["Resources"][FUNCTION]["Properties"]["Events"]
-    return {name: ev["Properties"]["Pattern"] for name, ev in events.items() if ev["Type"] == "EventBridgeRule"}
+    """Event-pattern rules -> pattern."""
+    return {
+        name: res["Properties"]["EventPattern"]
+        for name, res in template["Resources"].items()
+        if res["Type"] == "AWS::Events::Rule" and "EventPattern" in res["Properties"]
+    }
+
+
+def all_rules(template: dict) -> dict[str, dict]:
+    """Every EventBridge rule (patterns and the schedule) -> its properties."""
+    return {n: r["Properties"] for n, r in template["Resources"].items() if r["Type"] == "AWS::Events::Rule"}
 
 
 def matching(template: dict, event: dict) -> list[str]:
@@ -344,11 +365,24 @@ def test_each_sample_event_is_routed_by_exactly_its_rule(template, filename):
 
 
 def test_the_schedule_drives_the_sweep(template):
-    events = template["Resources"][FUNCTION]["Properties"]["Events"]
-    sweep = [e for e in events.values() if e["Type"] == "Schedule"]
+    sweep = [r for r in all_rules(template).values() if "ScheduleExpression" in r]
     assert len(sweep) == 1
-    assert sweep[0]["Properties"]["Schedule"] == {"Ref": "SweepSchedule"}
+    assert sweep[0]["ScheduleExpression"] == {"Ref": "SweepSchedule"}
     assert template["Parameters"]["SweepSchedule"]["Default"] == "rate(1 hour)"
+
+
+WORK_GROUP = sub("${AWS::AccountId}:${AWS::Region}")
+
+
+def test_every_rule_feeds_the_work_queue_in_the_accounts_group_with_retries_and_a_dead_letter_queue(template):
+    """One path for every pass: events and the sweep alike, one message group per account and Region."""
+    for name, rule in all_rules(template).items():
+        [target] = rule["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": ["WorkQueue", "Arn"]}, name
+        assert target["SqsParameters"] == {"MessageGroupId": WORK_GROUP}, name
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FailureQueue", "Arn"]}}, name
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] == 185, name
+    assert len(all_rules(template)) == 6
 
 
 def sample(name: str) -> dict:
@@ -364,11 +398,16 @@ def test_failed_calls_are_not_routed(template):
             assert matching(template, event) == [], name
 
 
-def test_unrelated_iam_and_kms_calls_are_not_routed(template):
+def test_create_service_linked_role_is_matched_by_name_alone(template):
+    """The service name's casing in the record is not part of the pattern: the
+    guard checks it (ignoring case) and ignores other services' roles."""
     other_slr = sample("iam-create-service-linked-role.json")
-    other_slr["detail"]["requestParameters"]["aWSServiceName"] = "elasticbeanstalk.amazonaws.com"
-    assert matching(template, other_slr) == []
+    other_slr["detail"]["requestParameters"] = {"AWSServiceName": "elasticbeanstalk.amazonaws.com"}
+    assert matching(template, other_slr) == ["IamEvents"]
+    assert "aWSServiceName" not in json.dumps(rules(template))
 
+
+def test_unrelated_iam_and_kms_calls_are_not_routed(template):
     read_only = sample("iam-delete-role.json")
     read_only["detail"]["eventName"] = "GetRole"
     assert matching(template, read_only) == []
@@ -389,9 +428,6 @@ def test_role_names_match_without_regard_to_case(template):
     lower = sample("iam-delete-role.json")
     lower["detail"]["requestParameters"]["roleName"] = "awsserviceroleforamazonconnect_abcdef123456"
     assert matching(template, lower) == ["IamEvents"]
-    upper = sample("iam-create-service-linked-role.json")
-    upper["detail"]["requestParameters"]["aWSServiceName"] = "CONNECT.amazonaws.com"
-    assert matching(template, upper) == ["IamEvents"]
 
 
 @pytest.fixture(scope="module")
@@ -434,7 +470,7 @@ def test_every_other_event_the_guard_handles_is_routed(template, triggers):
         if t["event_name"] is not None:
             continue
         if t["detail_type"] == "Scheduled Event":
-            assert any(e["Type"] == "Schedule" for e in template["Resources"][FUNCTION]["Properties"]["Events"].values())
+            assert any("ScheduleExpression" in r for r in all_rules(template).values())
         else:
             assert any(t["source"] in p["source"] and t["detail_type"] in p["detail-type"] for p in patterns), t
 
@@ -456,6 +492,33 @@ def test_the_forwarder_forwards_exactly_the_guards_iam_events(template):
     assert pattern.fullmatch("eu-west-2") and pattern.fullmatch("us-east-2")
 
 
+def test_the_forwarder_keeps_and_reports_what_it_could_not_forward():
+    res = load(FORWARDER)["Resources"]
+    [target] = res["IamEventsForwarder"]["Properties"]["Targets"]
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ForwarderDeadLetterQueue", "Arn"]}}
+    assert "RetryPolicy" not in target  # not accepted for event bus targets: the default 24 h / 185 applies
+    [allow, deny] = res["ForwarderDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["IamEventsForwarder", "Arn"]}}}
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    alarm = res["ForwardingFailedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Events", "FailedInvocations", "Sum")
+    assert alarm["Dimensions"] == [{"Name": "RuleName", "Value": {"Ref": "IamEventsForwarder"}}]
+    assert alarm["AlarmActions"] == [OPS_TOPIC]
+    assert "KmsMasterKeyId" not in res["OpsTopic"]["Properties"]
+
+
+def test_only_the_forwarder_rule_may_assume_the_forwarder_role():
+    res = load(FORWARDER)["Resources"]
+    [trust] = res["ForwarderRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    rule_name = res["IamEventsForwarder"]["Properties"]["Name"]
+    assert rule_name == sub("${AWS::StackName}-iam-events")
+    assert trust["Condition"]["StringEquals"] == {
+        "aws:SourceAccount": {"Ref": "AWS::AccountId"},
+        "aws:SourceArn": sub("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/${AWS::StackName}-iam-events"),
+    }
+
+
 # ------------------------------------------------------------ completeness
 def test_function_shape(template):
     fn = template["Resources"][FUNCTION]
@@ -470,43 +533,96 @@ def test_function_shape(template):
     assert template["Resources"]["GuardLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     env = p["Environment"]["Variables"]
     assert set(env) == {"ALERT_TOPIC_ARN", "REQUIRED_GRANT_OPERATIONS", "CONNECT_API_RPS", "LEDGER_TABLE", "REMINDER_INTERVAL",
-                        "SETTLE_WINDOW", "RECHECK_QUEUE_URL"}
+                        "SETTLE_WINDOW", "RECHECK_QUEUE_URL", "WORK_QUEUE_URL"}
     assert template["Parameters"]["RequiredGrantOperations"]["Default"] == "Decrypt,GenerateDataKey"
-    # Reserved concurrency x per-invocation rate stays within the Connect quota (2/s).
-    assert int(template["Parameters"]["ReservedConcurrency"]["Default"]) * float(
-        template["Parameters"]["ConnectApiRps"]["Default"]
-    ) <= 2
-    assert p["ReservedConcurrentExecutions"] == {
-        "Fn::If": ["ReserveConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
-    }
+    assert template["Parameters"]["ConnectApiRps"]["Default"] == "2"
 
 
-def test_failure_handling(template):
+def test_deploys_where_the_concurrency_quota_is_small(template):
+    """Lambda refuses reserved concurrency that leaves fewer than 100 unreserved
+    executions: nothing reserves any. The work queue's message group keeps one
+    pass per account and Region instead."""
+    text = TEMPLATE.read_text()
+    assert "ReservedConcurrentExecutions" not in text and "ReservedConcurrency" not in text
+    assert "ProvisionedConcurrencyConfig" not in text
+
+
+def test_the_work_queue_serializes_passes_and_dead_letters_failures(template):
     res = template["Resources"]
-    p = res[FUNCTION]["Properties"]
-    on_failure = p["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
-    assert on_failure == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["FailureQueue", "Arn"]}}
-    assert res["FailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
-    for name, ev in p["Events"].items():
-        if ev["Type"] == "SQS":  # its queue's redrive policy dead-letters instead
-            continue
-        assert ev["Properties"]["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["FailureQueue", "Arn"]}}, name
-    topic = {"Fn::If": ["CreateTopic", {"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}]}
-    alarms = {n: r["Properties"] for n, r in res.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert any((a.get("Namespace"), a.get("MetricName")) == ("AWS/Lambda", "Errors") for a in alarms.values())
-    assert set(alarms) == {n for n, a in alarms.items() if a.get("MetricName") == "Errors"} | {
-        "FailureQueueAlarm", "RecheckDeadLetterAlarm"}
-    for name, queue in (("FailureQueueAlarm", "FailureQueue"), ("RecheckDeadLetterAlarm", "RecheckDeadLetterQueue")):
-        # Each new failure fires again: the rise in messages waiting, not their number
-        # (SQS's NumberOfMessagesSent misses messages its redrive moves to a DLQ).
-        [waiting, added] = alarms[name]["Metrics"]
+    queue = res["WorkQueue"]["Properties"]
+    assert (queue["FifoQueue"], queue["ContentBasedDeduplication"]) == (True, True)
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["WorkDeadLetterQueue", "Arn"]}, "maxReceiveCount": 3}
+    assert res["WorkDeadLetterQueue"]["Properties"]["FifoQueue"] is True  # SQS: a FIFO queue's DLQ is FIFO
+    # Lambda refuses an SQS event source whose visibility timeout is shorter than the function's timeout.
+    assert queue["VisibilityTimeout"] >= res[FUNCTION]["Properties"]["Timeout"]
+    assert res["RecheckQueue"]["Properties"]["VisibilityTimeout"] >= res[FUNCTION]["Properties"]["Timeout"]
+    work = res[FUNCTION]["Properties"]["Events"]["Work"]
+    assert work["Type"] == "SQS"
+    assert work["Properties"] == {"Queue": {"Fn::GetAtt": ["WorkQueue", "Arn"]}, "BatchSize": 1,
+                                  "FunctionResponseTypes": ["ReportBatchItemFailures"]}
+    env = res[FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert env["WORK_QUEUE_URL"] == {"Ref": "WorkQueue"}
+
+
+RULE_ARNS = [{"Fn::GetAtt": [name, "Arn"]} for name in
+             ("IamEvents", "ConnectEvents", "ProfilesEvents", "KmsApiEvents", "KmsKeyEvents", "Sweep")]
+
+
+@pytest.mark.parametrize("queue", ["WorkQueue", "FailureQueue"])
+def test_only_the_guards_rules_may_send_to_its_queues_and_only_over_tls(template, queue):
+    [policy] = [r["Properties"] for r in template["Resources"].values()
+                if r["Type"] == "AWS::SQS::QueuePolicy" and r["Properties"]["Queues"] == [{"Ref": queue}]]
+    allow, deny = policy["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"} and allow["Action"] == "sqs:SendMessage"
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": RULE_ARNS}}
+    assert sorted(a["Fn::GetAtt"][0] for a in RULE_ARNS) == sorted(all_rules(template))
+    assert (deny["Effect"], deny["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+
+
+OPS_TOPIC = {"Fn::If": ["CreateOpsTopic", {"Ref": "OpsTopic"}, {"Ref": "ExistingOpsTopicArn"}]}
+
+
+def alarms(template: dict) -> dict[str, dict]:
+    return {n: r["Properties"] for n, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def test_every_alarm_goes_to_the_operations_topic_which_needs_no_guard_key(template):
+    res = template["Resources"]
+    for name, alarm in alarms(template).items():
+        assert alarm["AlarmActions"] == [OPS_TOPIC], name
+        assert "OKActions" not in alarm and "InsufficientDataActions" not in alarm, name
+    ops = res["OpsTopic"]
+    assert ops["Condition"] == "CreateOpsTopic"
+    assert "KmsMasterKeyId" not in ops["Properties"]  # see the template: nothing to break, nothing sensitive
+    assert template["Outputs"]["OpsTopicArn"]["Value"] == OPS_TOPIC
+    sub_ = res["OpsEmailSubscription"]
+    assert sub_["Properties"]["Endpoint"] == {"Fn::If": ["HasOwnOpsEmail", {"Ref": "OpsEmail"}, {"Ref": "AlertEmail"}]}
+
+
+def test_each_alarm_fires_again_for_each_new_failure(template):
+    a = alarms(template)
+    assert set(a) == {"FunctionErrorsAlarm", "FailureQueueAlarm", "EventsLostAlarm", "WorkDeadLetterAlarm",
+                      "RecheckDeadLetterAlarm"}
+    for alarm in a.values():
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+        assert alarm["TreatMissingData"] == "notBreaching"
+    assert (a["FunctionErrorsAlarm"]["MetricName"], a["FunctionErrorsAlarm"]["Statistic"]) == ("Errors", "Sum")
+    # EventBridge dead-letters with SendMessage, which NumberOfMessagesSent counts ...
+    failure = a["FailureQueueAlarm"]
+    assert (failure["MetricName"], failure["Statistic"]) == ("NumberOfMessagesSent", "Sum")
+    assert failure["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["FailureQueue", "QueueName"]}}]
+    # ... an SQS redrive is not a SendMessage: a rise in the messages waiting.
+    for name, queue in (("WorkDeadLetterAlarm", "WorkDeadLetterQueue"), ("RecheckDeadLetterAlarm", "RecheckDeadLetterQueue")):
+        [waiting, added] = a[name]["Metrics"]
         stat = waiting["MetricStat"]
         assert stat["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible", name
         assert stat["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
         assert (added["Expression"], added["ReturnData"], waiting["ReturnData"]) == ("DIFF(waiting)", True, False)
-        assert (alarms[name]["Threshold"], alarms[name]["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
-    for a in alarms.values():
-        assert a["AlarmActions"] == [topic]
+    # An event neither delivered nor dead-lettered, for any rule.
+    lost = a["EventsLostAlarm"]["Metrics"]
+    watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in lost if "MetricStat" in m}
+    assert watched == set(all_rules(template))
+    assert {m["MetricStat"]["Metric"]["MetricName"] for m in lost if "MetricStat" in m} == {"InvocationsFailedToBeSentToDlq"}
 
 
 def test_topic_is_kms_encrypted_optional_and_exported(template):
@@ -514,14 +630,20 @@ def test_topic_is_kms_encrypted_optional_and_exported(template):
     assert res["AlertTopic"]["Condition"] == "CreateTopic"
     assert res["AlertTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertKey"}
     assert res["AlertKey"]["Properties"]["EnableKeyRotation"] is True
-    cw = [s for s in res["AlertKey"]["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchAlarms"]
-    assert cw and cw[0]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    # No service principal may use the alert key: the alarms no longer publish to its topic.
+    principals = [s["Principal"] for s in res["AlertKey"]["Properties"]["KeyPolicy"]["Statement"]]
+    assert all("Service" not in p for p in principals)
     assert res["AlertEmailSubscription"]["Condition"] == "HasEmail"
     assert template["Parameters"]["AlertEmail"]["Default"] == ""
     assert template["Parameters"]["ExistingAlertTopicArn"]["Default"] == ""
     assert template["Outputs"]["AlertTopicArn"]["Value"] == {
         "Fn::If": ["CreateTopic", {"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}]
     }
+
+
+def test_the_log_group_cannot_collide_with_a_functions_automatic_one(template):
+    name = template["Resources"]["GuardLogGroup"]["Properties"]["LogGroupName"]
+    assert not name["Fn::Sub"].startswith("/aws/lambda/")
 
 
 def translated(template: dict) -> dict:
@@ -544,8 +666,9 @@ def test_translated_template_lints_clean(template, monkeypatch):
     out = translated(template)
     kinds = sorted(r["Type"] for r in out["Resources"].values())
     assert kinds.count("AWS::Events::Rule") == 6
-    assert kinds.count("AWS::Lambda::Permission") == 6
-    assert "AWS::Lambda::EventInvokeConfig" in kinds
+    assert kinds.count("AWS::Lambda::EventSourceMapping") == 2
+    # Only SQS invokes the function: no resource policy, no asynchronous invocation.
+    assert "AWS::Lambda::Permission" not in kinds and "AWS::Lambda::EventInvokeConfig" not in kinds
     # The transform added no role and no policy of its own.
     assert kinds.count("AWS::IAM::Role") == 1
     errors = lint(json.dumps(out), regions=["us-east-1", "eu-west-2", "ap-southeast-2"])

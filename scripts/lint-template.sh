@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Template checks (CI): cfn-lint, `sam validate` and `sam validate --lint` on
 # template.yaml and deploy/*.yaml, then the template tests
-# (deploy/test_template.py: least privilege, event patterns, completeness).
+# (deploy/test_template.py: least privilege, event patterns, completeness)
+# and the emulator deployment (deploy/test_emulator_deploy.py: both stacks
+# created in moto's CloudFormation, every reference resolved, every sample
+# event routed through the deployed rules).
 # Needs no AWS account and no credentials: the Region is a placeholder.
 #
 # Installs its tools itself into a virtualenv of their own (default
@@ -32,8 +35,8 @@ for t in "${templates[@]}"; do
     "$bin/sam" validate --lint --template-file "$t"
 done
 
-echo "== pytest deploy/test_template.py"
+echo "== pytest deploy/test_template.py deploy/test_emulator_deploy.py"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-"$bin/python" -m pytest -q -p no:cacheprovider deploy/test_template.py 2>&1 | tee "$log"
+"$bin/python" -m pytest -q -p no:cacheprovider deploy/test_template.py deploy/test_emulator_deploy.py 2>&1 | tee "$log"
 echo "templates: ${#templates[@]} linted and validated; tests: $(grep -Eo '[0-9]+ passed' "$log" | tail -n1)"

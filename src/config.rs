@@ -24,6 +24,9 @@ pub struct Settings {
     pub settle_window: Duration,
     /// `RECHECK_QUEUE_URL`: the SQS queue delayed re-checks go through.
     pub recheck_queue_url: Option<String>,
+    /// `WORK_QUEUE_URL`: the SQS FIFO queue every pass runs from; a re-check
+    /// that comes due joins it.
+    pub work_queue_url: Option<String>,
     /// `REQUIRED_GRANT_OPERATIONS`: default `Decrypt,GenerateDataKey`.
     pub rules: RuleSettings,
     /// `CONNECT_API_RPS`: Connect calls per second this guard allows itself.
@@ -38,6 +41,7 @@ pub struct RawSettings {
     pub reminder_interval: Option<String>,
     pub settle_window: Option<String>,
     pub recheck_queue_url: Option<String>,
+    pub work_queue_url: Option<String>,
     pub required_grant_operations: Option<String>,
     pub connect_api_rps: Option<String>,
 }
@@ -63,6 +67,7 @@ impl RawSettings {
             reminder_interval: get("REMINDER_INTERVAL"),
             settle_window: get("SETTLE_WINDOW"),
             recheck_queue_url: get("RECHECK_QUEUE_URL"),
+            work_queue_url: get("WORK_QUEUE_URL"),
             required_grant_operations: get("REQUIRED_GRANT_OPERATIONS"),
             connect_api_rps: get("CONNECT_API_RPS"),
         }
@@ -88,6 +93,7 @@ impl Settings {
                 Some(text) => duration("SETTLE_WINDOW", text.trim())?,
             },
             recheck_queue_url: raw.recheck_queue_url,
+            work_queue_url: raw.work_queue_url.map(work_queue_url).transpose()?,
             rules: RuleSettings {
                 required_grant_operations: match raw.required_grant_operations {
                     Some(ops) => grant_operations(&ops)?,
@@ -118,6 +124,21 @@ fn topic_arn(value: String) -> Result<String, ConfigError> {
             name: "ALERT_TOPIC_ARN",
             value,
             reason: "expected arn:<partition>:sns:<region>:<account>:<topic>".to_owned(),
+        })
+    }
+}
+
+/// A FIFO queue's name ends in `.fifo`; a standard queue here would lose
+/// the one-pass-per-account ordering silently.
+fn work_queue_url(value: String) -> Result<String, ConfigError> {
+    let is_url = value.starts_with("https://") || value.starts_with("http://");
+    if is_url && value.trim_end_matches('/').ends_with(".fifo") {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            name: "WORK_QUEUE_URL",
+            value,
+            reason: "expected the URL of an SQS FIFO queue (a name ending in .fifo)".to_owned(),
         })
     }
 }
@@ -227,6 +248,12 @@ mod tests {
             },
             RawSettings {
                 connect_api_rps: Some("NaN".into()),
+                ..raw()
+            },
+            RawSettings {
+                work_queue_url: Some(
+                    "https://sqs.eu-west-2.amazonaws.com/111122223333/work".into(),
+                ),
                 ..raw()
             },
         ];

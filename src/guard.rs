@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use crate::alert::deliver::{Channel, NewDrift, Paging, deliver};
 use crate::alert::ledger::{Ledger, LedgerError, LedgerState};
 use crate::alert::lifecycle::Coverage;
-use crate::alert::recheck::{Recheck, RecheckError};
+use crate::alert::recheck::{self, NotSent};
 use crate::alert::{self, PassContext, PublishError};
 use crate::aws::{Aws, Pace, Source};
 use crate::config::{CONNECT_API_BURST, Settings};
@@ -17,6 +17,7 @@ use crate::inventory::{self, Options};
 use crate::model::{Instance, KeyIndex, Observed, Snapshot, keys_of};
 use crate::report::{LedgerCounts, PassReport};
 use crate::rules;
+use crate::trigger::work::{Recheck, message_group};
 use crate::trigger::{Scope, Trigger};
 
 pub struct Guard {
@@ -47,7 +48,7 @@ pub enum GuardError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error(transparent)]
-    Recheck(#[from] RecheckError),
+    Queue(#[from] NotSent),
     #[error("a re-check needs RECHECK_QUEUE_URL")]
     NoRecheckQueue,
 }
@@ -61,7 +62,7 @@ impl From<GuardError> for lambda_runtime::Diagnostic {
             GuardError::NoTopic => "NoAlertTopic",
             GuardError::NoRegion => "NoRegion",
             GuardError::Ledger(_) => "LedgerUnavailable",
-            GuardError::Recheck(_) | GuardError::NoRecheckQueue => "RecheckNotScheduled",
+            GuardError::Queue(_) | GuardError::NoRecheckQueue => "WorkNotQueued",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -246,7 +247,22 @@ impl Guard {
             .recheck_queue_url
             .as_deref()
             .ok_or(GuardError::NoRecheckQueue)?;
-        recheck.schedule(&self.aws.sqs, queue, delay_secs).await?;
+        recheck::schedule(&self.aws.sqs, queue, recheck, delay_secs).await?;
+        Ok(())
+    }
+
+    /// Moves a re-check that came due onto the work queue, in the message
+    /// group of `account` and the guard's Region. `dedup_id` (the re-check
+    /// message's id) makes a redelivered re-check a no-op.
+    pub async fn enqueue_due_recheck(
+        &self,
+        work_queue: &str,
+        account: &str,
+        dedup_id: &str,
+        body: String,
+    ) -> Result<(), GuardError> {
+        let group = message_group(account, &self.aws.region);
+        recheck::enqueue_work(&self.aws.sqs, work_queue, &group, dedup_id, body).await?;
         Ok(())
     }
 

@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::model::{SLR_NAME_PREFIX, has_slr_prefix};
 
+pub mod work;
+
 /// EventBridge refuses events over 256 KiB; anything bigger is not one.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 /// Longest event-supplied text carried into alerts and logs.

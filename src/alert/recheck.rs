@@ -1,76 +1,66 @@
-//! Delayed re-checks through SQS: the guard sends itself the event that
-//! triggered a pass, to run it again once what it saw has had time to
-//! settle (a KMS grant change) or to finish (an SLR deletion task).
-
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+//! The guard's own queues. A re-check waits on the standard re-check queue
+//! for its delay (FIFO queues have no per-message delay); once due, it joins
+//! the FIFO work queue, where it takes its turn with the account's events
+//! and sweeps.
 
 use crate::aws::ReadError;
+use crate::trigger::work::Recheck;
 
-pub const SCHEMA: &str = "connect-slr-guard/recheck/v1";
 /// SQS refuses longer delays.
 pub const MAX_DELAY_SECS: i64 = 900;
-/// Re-checks of one event, after which the next sweep takes over.
-pub const MAX_ATTEMPTS: u32 = 3;
-
-/// The message body: the original EventBridge event and how many re-checks
-/// came before this one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Recheck {
-    pub schema: String,
-    pub attempt: u32,
-    pub event: Value,
-}
 
 #[derive(Debug, thiserror::Error)]
-pub enum RecheckError {
-    #[error("not a re-check message: {0}")]
-    Malformed(String),
-    #[error("re-check not scheduled on {queue}: {reason}")]
-    NotSent { queue: String, reason: String },
+#[error("message not sent to {queue}: {reason}")]
+pub struct NotSent {
+    pub queue: String,
+    pub reason: String,
 }
 
-impl Recheck {
-    pub fn new(event: Value, attempt: u32) -> Self {
-        Recheck {
-            schema: SCHEMA.to_owned(),
-            attempt,
-            event,
-        }
-    }
+/// Sends `recheck` to the re-check queue, due `delay_secs` from now
+/// (clamped to what SQS allows).
+pub async fn schedule(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    recheck: &Recheck,
+    delay_secs: i64,
+) -> Result<(), NotSent> {
+    sqs.send_message()
+        .queue_url(queue)
+        .delay_seconds(delay_secs.clamp(0, MAX_DELAY_SECS) as i32)
+        .message_body(recheck.body())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| not_sent(queue, e))
+}
 
-    pub fn parse(body: &str) -> Result<Self, RecheckError> {
-        let recheck: Recheck =
-            serde_json::from_str(body).map_err(|e| RecheckError::Malformed(e.to_string()))?;
-        if recheck.schema != SCHEMA {
-            return Err(RecheckError::Malformed(format!(
-                "schema {:?}, expected {SCHEMA}",
-                recheck.schema
-            )));
-        }
-        Ok(recheck)
-    }
+/// Puts a message on the FIFO work queue in `group`. `dedup_id` makes a
+/// repeated send (a redelivered re-check) a no-op for SQS's 5-minute
+/// deduplication window.
+pub async fn enqueue_work(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    group: &str,
+    dedup_id: &str,
+    body: String,
+) -> Result<(), NotSent> {
+    sqs.send_message()
+        .queue_url(queue)
+        .message_group_id(group)
+        .message_deduplication_id(dedup_id)
+        .message_body(body)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| not_sent(queue, e))
+}
 
-    /// Sends the next attempt, `delay_secs` from now (clamped to what SQS
-    /// allows).
-    pub async fn schedule(
-        &self,
-        sqs: &aws_sdk_sqs::Client,
-        queue: &str,
-        delay_secs: i64,
-    ) -> Result<(), RecheckError> {
-        let body =
-            serde_json::to_string(self).map_err(|e| RecheckError::Malformed(e.to_string()))?;
-        sqs.send_message()
-            .queue_url(queue)
-            .delay_seconds(delay_secs.clamp(0, MAX_DELAY_SECS) as i32)
-            .message_body(body)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| RecheckError::NotSent {
-                queue: queue.to_owned(),
-                reason: ReadError::from(e).reason(),
-            })
+fn not_sent<E>(queue: &str, err: E) -> NotSent
+where
+    ReadError: From<E>,
+{
+    NotSent {
+        queue: queue.to_owned(),
+        reason: ReadError::from(err).reason(),
     }
 }

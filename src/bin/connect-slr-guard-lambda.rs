@@ -1,22 +1,23 @@
 //! The Lambda entry point (SAM builds it as `bootstrap`). It builds the
-//! clients once at init, then runs one pass per EventBridge event, and one
-//! per re-check the guard sent itself through its SQS queue.
+//! clients once at init, then runs one pass per message on its FIFO work
+//! queue (an EventBridge event, a sweep, a re-check come due), or per
+//! EventBridge event when invoked directly.
 
 use std::time::{Duration, SystemTime};
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use connect_slr_guard::alert::recheck::{MAX_ATTEMPTS, Recheck};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use connect_slr_guard::aws::Source;
 use connect_slr_guard::config::Settings;
 use connect_slr_guard::guard::{Delivery, Guard, epoch_now};
 use connect_slr_guard::inventory::Options;
 use connect_slr_guard::report::PassReport;
+use connect_slr_guard::trigger::work::{MAX_RECHECKS, Recheck, WorkItem, is_queue};
 use connect_slr_guard::trigger::{self, Parsed};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Stop starting new reads this long before the invocation's deadline,
 /// leaving time to publish what was found.
@@ -47,7 +48,7 @@ async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Response, Di
     // Boxed: a pass's future is deep enough to hit the compiler's
     // type-layout recursion limit when inlined here.
     if is_sqs_batch(&payload) {
-        return Box::pin(rechecks(guard, payload, &context)).await;
+        return Box::pin(sqs_batch(guard, payload, &context)).await;
     }
     Box::pin(pass(guard, payload, 0, &context)).await
 }
@@ -60,36 +61,81 @@ fn is_sqs_batch(payload: &Value) -> bool {
         .is_some_and(|r| r["eventSource"] == "aws:sqs")
 }
 
-/// Runs each re-check; a failed one is reported for SQS to deliver again
-/// (and, after the queue's redrive limit, to its dead-letter queue).
-async fn rechecks(
+/// Runs each message of a work-queue or re-check batch. A failed one is
+/// reported for SQS to deliver again (after the queue's redrive limit, to
+/// its dead-letter queue); on a FIFO queue the rest of the batch waits with
+/// it, to keep the group's order. A batch that failed entirely fails the
+/// invocation, so the function's `Errors` alarm sees it at once.
+async fn sqs_batch(
     guard: &Guard,
     payload: Value,
     context: &Context,
 ) -> Result<Response, Diagnostic> {
     let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| Diagnostic {
-        error_type: "MalformedRecheckBatch".to_owned(),
+        error_type: "MalformedSqsBatch".to_owned(),
         error_message: e.to_string(),
     })?;
+    let total = batch.records.len();
     let mut response = SqsBatchResponse::default();
+    let mut order_blocked = false;
     for message in batch.records {
         let id = message.message_id.clone().unwrap_or_default();
-        let outcome = match Recheck::parse(message.body.as_deref().unwrap_or_default()) {
-            Ok(recheck) => Box::pin(pass(guard, recheck.event, recheck.attempt, context))
-                .await
-                .map(|_| ()),
-            Err(err) => {
-                // Retrying a message that is not a re-check cannot help.
-                warn!(error = %err, message_id = %id, "re-check dropped");
-                Ok(())
-            }
-        };
-        if let Err(err) = outcome {
-            warn!(error = %err.error_message, message_id = %id, "re-check failed; SQS retries it");
+        if order_blocked {
+            response.add_failure(id);
+            continue;
+        }
+        if let Err(err) = Box::pin(work(guard, &message, context)).await {
+            warn!(error = %err.error_message, message_id = %id, "message failed; SQS delivers it again");
+            order_blocked = message
+                .event_source_arn
+                .as_deref()
+                .is_some_and(|arn| arn.ends_with(".fifo"));
             response.add_failure(id);
         }
     }
+    let failed = response.batch_item_failures.len();
+    if failed > 0 && failed == total {
+        return Err(Diagnostic {
+            error_type: "WorkFailed".to_owned(),
+            error_message: format!("all {total} messages failed; SQS delivers them again"),
+        });
+    }
     Ok(Response::Batch(response))
+}
+
+/// One message: a due re-check moves on to the work queue (when there is
+/// one); anything else runs its pass here.
+async fn work(guard: &Guard, message: &SqsMessage, context: &Context) -> Result<(), Diagnostic> {
+    let body = message.body.as_deref().unwrap_or_default();
+    let item = match WorkItem::parse(body) {
+        Ok(item) => item,
+        Err(err) => {
+            // Retrying a message that is not work cannot help.
+            error!(error = %err, message_id = ?message.message_id, "message dropped");
+            return Ok(());
+        }
+    };
+    let settings = &guard.settings;
+    if let (Some(work_queue), Some(recheck_queue), Some(arn)) = (
+        &settings.work_queue_url,
+        &settings.recheck_queue_url,
+        &message.event_source_arn,
+    ) && is_queue(recheck_queue, arn)
+    {
+        let account = item.event["account"].as_str().unwrap_or("unknown");
+        let dedup_id = message.message_id.as_deref().unwrap_or_default();
+        guard
+            .enqueue_due_recheck(work_queue, account, dedup_id, body.to_owned())
+            .await?;
+        info!(
+            attempt = item.attempt,
+            "re-check due: queued for its account"
+        );
+        return Ok(());
+    }
+    pass(guard, item.event, item.attempt, context)
+        .await
+        .map(|_| ())
 }
 
 /// One pass over an EventBridge event; `attempt` counts the re-checks
@@ -131,7 +177,7 @@ async fn pass(
     };
     let mut report = Box::pin(guard.run(scope, trigger.clone(), &opts, delivery)).await?;
     if let Some(delay) = guard.recheck_delay(&report, &trigger, now)
-        && attempt < MAX_ATTEMPTS
+        && attempt < MAX_RECHECKS
     {
         guard
             .schedule_recheck(&Recheck::new(payload, attempt + 1), delay)

@@ -17,6 +17,7 @@ use connect_slr_guard::finding::RuleId;
 use connect_slr_guard::guard::{Delivery, Guard, epoch_now};
 use connect_slr_guard::inventory::{Options, Progress};
 use connect_slr_guard::report::{Format, MuteView, OpenFinding, listing};
+use connect_slr_guard::trigger::work::WorkItem;
 use connect_slr_guard::trigger::{self, Parsed, Scope, Trigger};
 
 #[derive(Parser)]
@@ -133,6 +134,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         // The CLI pages at once: holding needs the Lambda's re-check queue.
         settle_window: None,
         recheck_queue_url: None,
+        work_queue_url: None,
         required_grant_operations: cli.required_grant_operations,
         connect_api_rps: cli.connect_api_rps,
     })
@@ -449,8 +451,14 @@ fn progress_on_stderr() -> Progress {
     }))
 }
 
+/// Reads an EventBridge event, or a message body from the guard's queues
+/// (a re-check envelope carries its event).
 fn read_event(file: &PathBuf) -> Result<(Parsed, Option<String>), String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut bytes =
+        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    if let Some(Ok(item)) = std::str::from_utf8(&bytes).ok().map(WorkItem::parse) {
+        bytes = serde_json::to_vec(&item.event).map_err(|e| e.to_string())?;
+    }
     let parsed = trigger::parse_bytes(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
     let account = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()

@@ -224,11 +224,26 @@ fn kms_changes_settle_and_others_do_not() {
 }
 
 #[test]
-fn a_recheck_message_carries_its_event_and_attempt() {
-    use connect_slr_guard::alert::recheck::Recheck;
-    let original = Recheck::new(event("kms-revoke-grant.json"), 2);
-    let body = serde_json::to_string(&original).unwrap();
-    assert_eq!(Recheck::parse(&body).unwrap(), original);
-    assert!(Recheck::parse(r#"{"schema":"other","attempt":1,"event":{}}"#).is_err());
-    assert!(Recheck::parse("not json").is_err());
+fn a_work_message_is_an_eventbridge_event_or_a_recheck_envelope() {
+    use connect_slr_guard::trigger::work::{Recheck, WorkItem};
+    let event = event("kms-revoke-grant.json");
+    let due = WorkItem::parse(&Recheck::new(event.clone(), 2).body()).unwrap();
+    assert_eq!((&due.event, due.attempt), (&event, 2));
+    // As an EventBridge rule with an SQS target delivers it: the event is the body.
+    let direct = WorkItem::parse(&event.to_string()).unwrap();
+    assert_eq!((&direct.event, direct.attempt), (&event, 0));
+    assert!(WorkItem::parse(r#"{"schema":"other","attempt":1,"event":{}}"#).is_err());
+    assert!(WorkItem::parse("not json").is_err());
+}
+
+#[test]
+fn another_services_service_linked_role_is_ignored() {
+    // The rule matches CreateServiceLinkedRole by name alone; the parser decides.
+    let mut e = event("iam-create-service-linked-role.json");
+    e["detail"]["requestParameters"]["aWSServiceName"] = "elasticbeanstalk.amazonaws.com".into();
+    e["detail"]["responseElements"]["role"]["roleName"] =
+        "AWSServiceRoleForElasticBeanstalk".into();
+    assert!(matches!(parse(e.clone()).unwrap(), Parsed::Ignore { .. }));
+    e["detail"]["responseElements"] = Value::Null;
+    assert!(matches!(parse(e).unwrap(), Parsed::Ignore { .. }));
 }

@@ -1,0 +1,154 @@
+//! What reaches the function through SQS. On the work queue: an EventBridge
+//! event, as a rule target delivers it, or a re-check that came due. On the
+//! re-check queue: a re-check waiting for its delay.
+//!
+//! The work queue is FIFO with one message group per account and Region, so
+//! one invocation at a time reads each account's Connect API: that is what
+//! keeps the guard within the Connect quota, not reserved concurrency.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The re-check envelope's `schema`.
+pub const RECHECK_SCHEMA: &str = "connect-slr-guard/recheck/v1";
+/// Re-checks of one event, after which the next sweep takes over.
+pub const MAX_RECHECKS: u32 = 3;
+
+/// A re-check: the event that triggered a pass, to run again once what it
+/// saw has settled, and how many re-checks came before this one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recheck {
+    pub schema: String,
+    pub attempt: u32,
+    pub event: Value,
+}
+
+/// One unit of work: the event to run a pass on, and its re-check count
+/// (0 for an event straight from EventBridge).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkItem {
+    pub event: Value,
+    pub attempt: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WorkError {
+    #[error("message body is not JSON: {0}")]
+    NotJson(String),
+    #[error("message has schema {0:?}, expected {RECHECK_SCHEMA}")]
+    UnknownSchema(String),
+    #[error("not a re-check: {0}")]
+    MalformedRecheck(String),
+    #[error("message is neither an EventBridge event nor a re-check")]
+    Unrecognised,
+}
+
+impl Recheck {
+    pub fn new(event: Value, attempt: u32) -> Self {
+        Recheck {
+            schema: RECHECK_SCHEMA.to_owned(),
+            attempt,
+            event,
+        }
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).expect("a JSON value always serializes")
+    }
+}
+
+impl WorkItem {
+    /// Reads a message body: a re-check envelope (it has a `schema`) or an
+    /// EventBridge event (it has a `detail-type`).
+    pub fn parse(body: &str) -> Result<WorkItem, WorkError> {
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| WorkError::NotJson(e.to_string()))?;
+        match value.get("schema").and_then(Value::as_str) {
+            Some(RECHECK_SCHEMA) => {
+                let recheck: Recheck = serde_json::from_value(value)
+                    .map_err(|e| WorkError::MalformedRecheck(e.to_string()))?;
+                Ok(WorkItem {
+                    event: recheck.event,
+                    attempt: recheck.attempt,
+                })
+            }
+            Some(other) => Err(WorkError::UnknownSchema(super::cap(other))),
+            None if value.get("detail-type").is_some() => Ok(WorkItem {
+                event: value,
+                attempt: 0,
+            }),
+            None => Err(WorkError::Unrecognised),
+        }
+    }
+}
+
+/// The work queue's message group of an account and Region (the same
+/// string the template gives its EventBridge targets).
+pub fn message_group(account: &str, region: &str) -> String {
+    format!("{account}:{region}")
+}
+
+/// Whether an SQS record's `eventSourceARN` is the queue at `url`
+/// (`https://sqs.<region>.amazonaws.com/<account>/<name>`): same account
+/// and name.
+pub fn is_queue(url: &str, arn: &str) -> bool {
+    let mut url_parts = url.trim_end_matches('/').rsplit('/');
+    let (Some(name), Some(account)) = (url_parts.next(), url_parts.next()) else {
+        return false;
+    };
+    let arn_parts: Vec<&str> = arn.split(':').collect();
+    arn_parts.len() == 6 && arn_parts[2] == "sqs" && arn_parts[4] == account && arn_parts[5] == name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_events_and_rechecks_and_rejects_the_rest() {
+        let event = json!({"detail-type": "Scheduled Event", "source": "aws.events"});
+        let direct = WorkItem::parse(&event.to_string()).unwrap();
+        assert_eq!((direct.event.clone(), direct.attempt), (event.clone(), 0));
+        let due = WorkItem::parse(&Recheck::new(event.clone(), 2).body()).unwrap();
+        assert_eq!((due.event, due.attempt), (event, 2));
+        assert!(matches!(
+            WorkItem::parse(r#"{"schema":"other/v9","attempt":1,"event":{}}"#),
+            Err(WorkError::UnknownSchema(_))
+        ));
+        assert!(matches!(
+            WorkItem::parse(r#"{"schema":"connect-slr-guard/recheck/v1","attempt":"x"}"#),
+            Err(WorkError::MalformedRecheck(_))
+        ));
+        assert!(matches!(
+            WorkItem::parse("not json"),
+            Err(WorkError::NotJson(_))
+        ));
+        assert_eq!(WorkItem::parse("{}"), Err(WorkError::Unrecognised));
+    }
+
+    #[test]
+    fn matches_a_queue_url_to_its_arn() {
+        let url = "https://sqs.eu-west-2.amazonaws.com/111122223333/guard-rechecks";
+        assert!(is_queue(
+            url,
+            "arn:aws:sqs:eu-west-2:111122223333:guard-rechecks"
+        ));
+        assert!(!is_queue(
+            url,
+            "arn:aws:sqs:eu-west-2:111122223333:guard-work.fifo"
+        ));
+        assert!(!is_queue(
+            url,
+            "arn:aws:sqs:eu-west-2:444455556666:guard-rechecks"
+        ));
+        assert!(!is_queue(
+            "not a url",
+            "arn:aws:sqs:eu-west-2:111122223333:x"
+        ));
+        assert_eq!(
+            message_group("111122223333", "eu-west-2"),
+            "111122223333:eu-west-2"
+        );
+    }
+}
