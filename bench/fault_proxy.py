@@ -89,6 +89,7 @@ class FaultProxy:
         self.faults = {}
         self.counts = {}
         self.calls = []
+        self.call_times = []  # (service, operation, time.monotonic()) of each request
         self.lock = threading.Lock()
         proxy = self
 
@@ -147,6 +148,7 @@ class FaultProxy:
             operation = action[0] if action else f"{method} {urlsplit(path).path}"
         with self.lock:
             self.calls.append((service, operation, f"{method} {path} {body!r}"))
+            self.call_times.append((service, operation, time.monotonic()))
 
     def take_fault(self, service, request):
         """The fault to inject into this request of `service`, if any; `request` is its path and body."""
@@ -166,9 +168,9 @@ class FaultProxy:
         with self.lock:
             if method == "PUT" and path == "/_faults":
                 self.faults = json.loads(body or b"{}")
-                self.counts, self.calls = {}, []
+                self.counts, self.calls, self.call_times = {}, [], []
             elif method == "DELETE" and path == "/_faults":
-                self.faults, self.counts, self.calls = {}, {}, []
+                self.faults, self.counts, self.calls, self.call_times = {}, {}, [], []
             elif method == "GET" and path == "/_faults/counts":
                 return 200, {"Content-Type": "application/json"}, json.dumps(self.counts).encode()
             else:

@@ -1,10 +1,14 @@
 //! Typed settings, from the environment (Lambda) or flags (CLI). Invalid
 //! values fail at start-up with a message naming the setting.
 
+use crate::aws::{ConnectApi, ConnectRates};
 use crate::rules::RuleSettings;
 
 use std::time::Duration;
 
+/// Amazon Connect's default quota for each API the guard calls
+/// (`ListInstances`, `DescribeInstance`, `ListInstanceStorageConfigs`):
+/// 2 requests per second, burst 5, per account and Region (README).
 pub const DEFAULT_CONNECT_API_RPS: f64 = 2.0;
 pub const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_SETTLE_WINDOW: Duration = Duration::from_secs(5 * 60);
@@ -29,8 +33,9 @@ pub struct Settings {
     pub work_queue_url: Option<String>,
     /// `REQUIRED_GRANT_OPERATIONS`: default `Decrypt,GenerateDataKey`.
     pub rules: RuleSettings,
-    /// `CONNECT_API_RPS`: Connect calls per second this guard allows itself.
-    pub connect_api_rps: f64,
+    /// `CONNECT_API_RPS`: Connect calls per second this guard allows itself,
+    /// per API.
+    pub connect_rates: ConnectRates,
 }
 
 /// The settings as text, before validation.
@@ -100,9 +105,9 @@ impl Settings {
                     None => RuleSettings::default().required_grant_operations,
                 },
             },
-            connect_api_rps: match raw.connect_api_rps {
-                Some(rps) => connect_rps(&rps)?,
-                None => DEFAULT_CONNECT_API_RPS,
+            connect_rates: match raw.connect_api_rps {
+                Some(rps) => connect_rates(&rps)?,
+                None => ConnectRates::all(DEFAULT_CONNECT_API_RPS),
             },
         })
     }
@@ -188,14 +193,42 @@ fn duration(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
     })
 }
 
-fn connect_rps(value: &str) -> Result<f64, ConfigError> {
-    match value.trim().parse::<f64>() {
+/// `2` (every API), `ListInstanceStorageConfigs=5` (one API; the others
+/// keep their default), or both: `1,DescribeInstance=2`.
+fn connect_rates(value: &str) -> Result<ConnectRates, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "CONNECT_API_RPS",
+        value: value.to_owned(),
+        reason,
+    };
+    let mut rates = ConnectRates::all(DEFAULT_CONNECT_API_RPS);
+    let mut named = Vec::new();
+    for part in value.split(',').map(str::trim) {
+        match part.split_once('=') {
+            None => rates = ConnectRates::all(rate(part).map_err(invalid)?),
+            Some((name, rps)) => {
+                let api = ConnectApi::named(name.trim()).ok_or_else(|| {
+                    let known = ConnectApi::ALL.map(ConnectApi::name).join(", ");
+                    invalid(format!(
+                        "{name} is not a Connect API the guard calls ({known})"
+                    ))
+                })?;
+                named.push((api, rate(rps.trim()).map_err(invalid)?));
+            }
+        }
+    }
+    for (api, rps) in named {
+        rates.set(api, rps);
+    }
+    Ok(rates)
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
         Ok(rps) if rps > 0.0 && rps <= MAX_CONNECT_API_RPS => Ok(rps),
-        _ => Err(ConfigError::Invalid {
-            name: "CONNECT_API_RPS",
-            value: value.to_owned(),
-            reason: format!("expected a number above 0 and at most {MAX_CONNECT_API_RPS}"),
-        }),
+        _ => Err(format!(
+            "expected a number above 0 and at most {MAX_CONNECT_API_RPS}, or API=number"
+        )),
     }
 }
 
@@ -210,7 +243,7 @@ mod tests {
     #[test]
     fn defaults_match_the_design() {
         let settings = Settings::parse(raw()).unwrap();
-        assert_eq!(settings.connect_api_rps, 2.0);
+        assert_eq!(settings.connect_rates, ConnectRates::all(2.0));
         assert_eq!(
             settings.rules.required_grant_operations,
             vec!["Decrypt", "GenerateDataKey"]
@@ -248,6 +281,18 @@ mod tests {
             },
             RawSettings {
                 connect_api_rps: Some("NaN".into()),
+                ..raw()
+            },
+            RawSettings {
+                connect_api_rps: Some("DeleteInstance=2".into()),
+                ..raw()
+            },
+            RawSettings {
+                connect_api_rps: Some("ListInstances=0".into()),
+                ..raw()
+            },
+            RawSettings {
+                connect_api_rps: Some("2,".into()),
                 ..raw()
             },
             RawSettings {
@@ -320,6 +365,27 @@ mod tests {
             "arn:aws:sns:eu-west-2:111122223333:alerts"
         );
         assert_eq!(settings.rules.required_grant_operations.len(), 3);
-        assert_eq!(settings.connect_api_rps, 20.0);
+        assert_eq!(settings.connect_rates, ConnectRates::all(20.0));
+    }
+
+    #[test]
+    fn connect_rates_take_one_number_or_one_per_api() {
+        let rates = |text: &str| {
+            Settings::parse(RawSettings {
+                connect_api_rps: Some(text.into()),
+                ..raw()
+            })
+            .unwrap()
+            .connect_rates
+        };
+        let mut expected = ConnectRates::all(2.0);
+        expected.set(ConnectApi::ListInstanceStorageConfigs, 5.0);
+        assert_eq!(rates("ListInstanceStorageConfigs=5"), expected);
+        assert_eq!(rates(" listinstancestorageconfigs = 5 "), expected);
+        let mut mixed = ConnectRates::all(1.0);
+        mixed.set(ConnectApi::DescribeInstance, 3.0);
+        // A bare number sets every API, whatever its place; names override it.
+        assert_eq!(rates("DescribeInstance=3,1"), mixed);
+        assert_eq!(rates("1, DescribeInstance=3"), mixed);
     }
 }

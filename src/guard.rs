@@ -11,7 +11,7 @@ use crate::alert::ledger::{Ledger, LedgerError, LedgerState};
 use crate::alert::lifecycle::Coverage;
 use crate::alert::recheck::{self, NotSent};
 use crate::alert::{self, PassContext, PublishError};
-use crate::aws::{Aws, Pace, Source};
+use crate::aws::{Aws, ConnectPace, Source};
 use crate::config::{CONNECT_API_BURST, Settings};
 use crate::inventory::{self, Options};
 use crate::model::{Instance, KeyIndex, Observed, Snapshot, keys_of};
@@ -76,7 +76,7 @@ impl Guard {
     /// `AWS_REGION`, `AWS_ENDPOINT_URL*`), optionally overridden by a
     /// profile or Region name.
     pub async fn from_environment(settings: Settings, source: Source) -> Result<Guard, GuardError> {
-        let pace = Pace::new(settings.connect_api_rps, CONNECT_API_BURST);
+        let pace = ConnectPace::new(&settings.connect_rates, CONNECT_API_BURST);
         let aws = Aws::load(source, pace).await.ok_or(GuardError::NoRegion)?;
         let ledger = settings
             .ledger_table

@@ -3,13 +3,14 @@
 //! (reads) and the alerts (SNS).
 
 mod error;
+mod https;
 mod pace;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::ReadError;
-pub use pace::Pace;
+pub use pace::{ConnectApi, ConnectPace, ConnectRates, Pace};
 
 #[derive(Debug, Clone)]
 pub struct Aws {
@@ -23,8 +24,8 @@ pub struct Aws {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sts: aws_sdk_sts::Client,
-    /// Every Amazon Connect request waits for a slot here first.
-    pub connect_pace: Arc<Pace>,
+    /// Every Amazon Connect request waits for a slot of its API here first.
+    pub connect_pace: Arc<ConnectPace>,
     pub region: String,
 }
 
@@ -37,7 +38,7 @@ pub struct Source {
 }
 
 impl Aws {
-    pub fn new(config: &aws_config::SdkConfig, connect_pace: Pace) -> Self {
+    pub fn new(config: &aws_config::SdkConfig, connect_pace: ConnectPace) -> Self {
         Aws {
             connect: aws_sdk_connect::Client::new(config),
             profiles: aws_sdk_customerprofiles::Client::new(config),
@@ -55,9 +56,10 @@ impl Aws {
     }
 
     /// Loads the SDK configuration once; `None` when no Region is set.
-    pub async fn load(source: Source, connect_pace: Pace) -> Option<Self> {
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts());
+    pub async fn load(source: Source, connect_pace: ConnectPace) -> Option<Self> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts())
+            .http_client(https::lazy_https_client());
         if let Some(profile) = source.profile {
             loader = loader.profile_name(profile);
         }

@@ -1,6 +1,7 @@
-//! Paces Amazon Connect calls to the account's quota (about 2 requests/s,
-//! burst 5, shared with the contact centre's own tooling), so a sweep never
-//! causes throttling for anyone else.
+//! Paces Amazon Connect calls to the account's quotas, one token bucket per
+//! API: Amazon Connect throttles each API on its own quota (about 2
+//! requests/s, burst 5, per account and Region, shared with the contact
+//! centre's own tooling), so a sweep never causes throttling for anyone else.
 
 use std::time::Duration;
 
@@ -52,9 +53,99 @@ impl Pace {
     }
 }
 
+/// The Amazon Connect APIs the guard calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectApi {
+    ListInstances,
+    DescribeInstance,
+    ListInstanceStorageConfigs,
+}
+
+impl ConnectApi {
+    pub const ALL: [ConnectApi; 3] = [
+        ConnectApi::ListInstances,
+        ConnectApi::DescribeInstance,
+        ConnectApi::ListInstanceStorageConfigs,
+    ];
+
+    /// The API's name, as Service Quotas and `CONNECT_API_RPS` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectApi::ListInstances => "ListInstances",
+            ConnectApi::DescribeInstance => "DescribeInstance",
+            ConnectApi::ListInstanceStorageConfigs => "ListInstanceStorageConfigs",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<ConnectApi> {
+        ConnectApi::ALL
+            .into_iter()
+            .find(|api| api.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Requests per second the guard allows itself on each Connect API
+/// (`CONNECT_API_RPS`), indexed by [`ConnectApi`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectRates([f64; 3]);
+
+impl ConnectRates {
+    /// The same rate for every API.
+    pub fn all(per_second: f64) -> Self {
+        ConnectRates([per_second; 3])
+    }
+
+    pub fn get(&self, api: ConnectApi) -> f64 {
+        self.0[api as usize]
+    }
+
+    pub fn set(&mut self, api: ConnectApi, per_second: f64) {
+        self.0[api as usize] = per_second;
+    }
+}
+
+/// One bucket per Connect API.
+#[derive(Debug)]
+pub struct ConnectPace([Pace; 3]);
+
+impl ConnectPace {
+    pub fn new(rates: &ConnectRates, burst: u32) -> Self {
+        ConnectPace(ConnectApi::ALL.map(|api| Pace::new(rates.get(api), burst)))
+    }
+
+    /// Waits for `api`'s next slot.
+    pub async fn wait(&self, api: ConnectApi) {
+        self.0[api as usize].wait().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn each_api_has_its_own_bucket() {
+        let mut rates = ConnectRates::all(1000.0);
+        rates.set(ConnectApi::ListInstanceStorageConfigs, 10.0);
+        let pace = ConnectPace::new(&rates, 1);
+        let start = Instant::now();
+        pace.wait(ConnectApi::ListInstanceStorageConfigs).await;
+        pace.wait(ConnectApi::ListInstanceStorageConfigs).await;
+        let slow = start.elapsed();
+        for _ in 0..10 {
+            pace.wait(ConnectApi::DescribeInstance).await;
+        }
+        assert!(slow >= Duration::from_millis(95), "10/s: {slow:?}");
+        assert!(
+            start.elapsed() - slow < Duration::from_millis(50),
+            "DescribeInstance waited for another API's bucket"
+        );
+        assert_eq!(
+            ConnectApi::named("describeinstance"),
+            Some(ConnectApi::DescribeInstance)
+        );
+        assert_eq!(ConnectApi::named("DeleteInstance"), None);
+    }
 
     #[tokio::test]
     async fn allows_a_burst_then_the_rate() {

@@ -64,7 +64,9 @@ struct Cli {
         value_name = "DURATION"
     )]
     reminder_interval: Option<String>,
-    /// Amazon Connect API calls per second the audit allows itself.
+    /// Amazon Connect calls per second the audit allows itself, per API:
+    /// `2` for each, or `ListInstanceStorageConfigs=5` for one (default: the
+    /// documented quota, 2).
     #[arg(long, global = true, env = "CONNECT_API_RPS", value_name = "RPS")]
     connect_api_rps: Option<String>,
     /// More log detail on stderr (-v info, -vv debug).

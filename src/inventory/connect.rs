@@ -6,7 +6,7 @@ use aws_sdk_connect::types::{
     InstanceSummary,
 };
 
-use crate::aws::{Aws, ReadError};
+use crate::aws::{Aws, ConnectApi, ReadError};
 use crate::model::{Instance, InstanceStatus, Observed, StorageConfig, Unverified};
 
 /// The storage types that give the SLR work (AWS-FACTS: Connect storage),
@@ -38,7 +38,7 @@ pub async fn list_instances(aws: &Aws) -> Result<Vec<Instance>, ReadError> {
     let mut instances = Vec::new();
     let mut next_token = None;
     loop {
-        aws.connect_pace.wait().await;
+        aws.connect_pace.wait(ConnectApi::ListInstances).await;
         let page = aws
             .connect
             .list_instances()
@@ -55,7 +55,7 @@ pub async fn list_instances(aws: &Aws) -> Result<Vec<Instance>, ReadError> {
 
 #[tracing::instrument(skip(aws))]
 pub async fn describe_instance(aws: &Aws, instance_id: &str) -> Result<Instance, ReadError> {
-    aws.connect_pace.wait().await;
+    aws.connect_pace.wait(ConnectApi::DescribeInstance).await;
     let output = aws
         .connect
         .describe_instance()
@@ -131,7 +131,9 @@ pub async fn storage_configs(
     for resource_type in STORAGE_TYPES {
         let mut next_token = None;
         loop {
-            aws.connect_pace.wait().await;
+            aws.connect_pace
+                .wait(ConnectApi::ListInstanceStorageConfigs)
+                .await;
             let page = aws
                 .connect
                 .list_instance_storage_configs()

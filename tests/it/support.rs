@@ -28,7 +28,7 @@ use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
 use aws_sdk_kms::types::{GrantListEntry, GrantOperation, KeyManagerType, KeyMetadata, KeyState};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
-use connect_slr_guard::aws::{Aws, Pace};
+use connect_slr_guard::aws::{Aws, ConnectPace, ConnectRates};
 use connect_slr_guard::model::{Snapshot, Unverified};
 
 pub const ACCOUNT: &str = "111122223333";
@@ -418,7 +418,7 @@ impl Account {
             dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, self.dynamodb.rules()),
             sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, Vec::<Rule>::new().iter()),
             sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, Vec::<Rule>::new().iter()),
-            connect_pace: std::sync::Arc::new(Pace::new(1000.0, 1000)),
+            connect_pace: std::sync::Arc::new(ConnectPace::new(&ConnectRates::all(1000.0), 1000)),
             region: "eu-west-2".to_owned(),
         }
     }
