@@ -371,6 +371,9 @@ def route(method, segments):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle on, each reply on a
+    # kept-alive connection waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
     server_version = "connect-profiles-double/1"
     store = None  # set in main()
     verbose = False

@@ -114,3 +114,23 @@ def test_a_message_that_is_not_work_is_dropped_not_retried(wired):
     junk = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": "{\"hello\": 1}", "MD5OfBody": "x"}
     ok, body = fn.invoke({"Records": [record(junk, work_arn)]})
     assert ok and body == {"batchItemFailures": []}, body
+
+
+def test_check_event_replays_any_body_from_the_guards_queues(account, guard_env, tmp_path):
+    """What README tells on-call to do with a dead-lettered message: a re-check
+    envelope replays as the event it carries."""
+    import subprocess
+
+    scenario = SCENARIOS["key-disabled"]
+    seeded = seed(account, spec_for(scenario.name))
+    event = now_event(scenario, seeded, "kms-disable-key.json")
+    bodies = {"event": event, "recheck": {"schema": "connect-slr-guard/recheck/v1", "attempt": 2, "event": event}}
+    findings = {}
+    for name, body in bodies.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(body))
+        result = subprocess.run([binary("connect-slr-guard"), "check-event", str(path), "--format", "json"],
+                                env=guard_env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, result.stderr
+        findings[name] = sorted(f["rule"] for f in json.loads(result.stdout)["findings"])
+    assert findings["event"] == findings["recheck"] == ["KMS_KEY_UNUSABLE"]
