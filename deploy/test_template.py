@@ -551,7 +551,7 @@ def test_the_work_queue_serializes_passes_and_dead_letters_failures(template):
     res = template["Resources"]
     queue = res["WorkQueue"]["Properties"]
     assert (queue["FifoQueue"], queue["ContentBasedDeduplication"]) == (True, True)
-    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["WorkDeadLetterQueue", "Arn"]}, "maxReceiveCount": 3}
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["WorkDeadLetterQueue", "Arn"]}, "maxReceiveCount": 5}
     assert res["WorkDeadLetterQueue"]["Properties"]["FifoQueue"] is True  # SQS: a FIFO queue's DLQ is FIFO
     # Lambda refuses an SQS event source whose visibility timeout is shorter than the function's timeout.
     assert queue["VisibilityTimeout"] >= res[FUNCTION]["Properties"]["Timeout"]
@@ -617,7 +617,9 @@ def test_each_alarm_fires_again_for_each_new_failure(template):
         stat = waiting["MetricStat"]
         assert stat["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible", name
         assert stat["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
-        assert (added["Expression"], added["ReturnData"], waiting["ReturnData"]) == ("DIFF(waiting)", True, False)
+        assert (added["Expression"], added["ReturnData"], waiting["ReturnData"]) == ("DIFF(FILL(waiting, 0))", True, False)
+        # An idle queue has no datapoint before its first message: look back far enough to see the rise.
+        assert (a[name]["EvaluationPeriods"], a[name]["DatapointsToAlarm"]) == (3, 1), name
     # An event neither delivered nor dead-lettered, for any rule.
     lost = a["EventsLostAlarm"]["Metrics"]
     watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in lost if "MetricStat" in m}
@@ -698,3 +700,12 @@ def test_rechecks_arrive_as_sqs_events_with_partial_batch_responses_and_a_dead_l
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["RecheckDeadLetterQueue", "Arn"]}
     env = template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
     assert env["RECHECK_QUEUE_URL"] == {"Ref": "RecheckQueue"}
+
+
+def test_connect_api_rps_refuses_at_deploy_what_the_function_would_refuse_at_start(template):
+    pattern = re.compile(template["Parameters"]["ConnectApiRps"]["AllowedPattern"])
+    for ok in ("2", "0.5", "1000", "ListInstanceStorageConfigs=5", "1,DescribeInstance=2"):
+        assert pattern.fullmatch(ok), ok
+    for bad in ("0", "1001", "ListInstance=3", "2,", "fast"):
+        assert not pattern.fullmatch(bad), bad
+    assert pattern.fullmatch(template["Parameters"]["ConnectApiRps"]["Default"])

@@ -202,10 +202,24 @@ fn connect_rates(value: &str) -> Result<ConnectRates, ConfigError> {
         reason,
     };
     let mut rates = ConnectRates::all(DEFAULT_CONNECT_API_RPS);
-    let mut named = Vec::new();
+    let mut named: Vec<(ConnectApi, f64)> = Vec::new();
+    let mut bare = false;
     for part in value.split(',').map(str::trim) {
         match part.split_once('=') {
-            None => rates = ConnectRates::all(rate(part).map_err(invalid)?),
+            None if bare => {
+                return Err(invalid("give one number for every API, not two".to_owned()));
+            }
+            None => {
+                bare = true;
+                rates = ConnectRates::all(rate(part).map_err(invalid)?);
+            }
+            Some((name, _))
+                if named
+                    .iter()
+                    .any(|(api, _)| api.name().eq_ignore_ascii_case(name.trim())) =>
+            {
+                return Err(invalid(format!("{} is given twice", name.trim())));
+            }
             Some((name, rps)) => {
                 let api = ConnectApi::named(name.trim()).ok_or_else(|| {
                     let known = ConnectApi::ALL.map(ConnectApi::name).join(", ");
@@ -293,6 +307,14 @@ mod tests {
             },
             RawSettings {
                 connect_api_rps: Some("2,".into()),
+                ..raw()
+            },
+            RawSettings {
+                connect_api_rps: Some("1,3".into()),
+                ..raw()
+            },
+            RawSettings {
+                connect_api_rps: Some("DescribeInstance=1,describeinstance=3".into()),
                 ..raw()
             },
             RawSettings {

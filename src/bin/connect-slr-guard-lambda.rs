@@ -11,7 +11,9 @@ use connect_slr_guard::config::Settings;
 use connect_slr_guard::guard::{Delivery, Guard, epoch_now};
 use connect_slr_guard::inventory::Options;
 use connect_slr_guard::report::PassReport;
-use connect_slr_guard::trigger::work::{MAX_RECHECKS, Recheck, WorkItem, is_queue};
+use connect_slr_guard::trigger::work::{
+    MAX_RECHECKS, Recheck, WorkItem, is_queue, recheck_account,
+};
 use connect_slr_guard::trigger::{self, Parsed};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
 use serde::Serialize;
@@ -122,7 +124,7 @@ async fn work(guard: &Guard, message: &SqsMessage, context: &Context) -> Result<
         &message.event_source_arn,
     ) && is_queue(recheck_queue, arn)
     {
-        let account = item.event["account"].as_str().unwrap_or("unknown");
+        let account = recheck_account(&item.event, work_queue);
         let dedup_id = message.message_id.as_deref().unwrap_or_default();
         guard
             .enqueue_due_recheck(work_queue, account, dedup_id, body.to_owned())

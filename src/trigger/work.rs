@@ -88,6 +88,27 @@ pub fn message_group(account: &str, region: &str) -> String {
     format!("{account}:{region}")
 }
 
+/// The account whose message group a due re-check joins: the event's, as
+/// EventBridge recorded it, or, when that is not an account id, the work
+/// queue's owner (the account the template's rules send for).
+pub fn recheck_account<'a>(event: &'a Value, work_queue_url: &'a str) -> &'a str {
+    match event["account"].as_str() {
+        Some(account) if is_account_id(account) => account,
+        _ => queue_account(work_queue_url).unwrap_or("unknown"),
+    }
+}
+
+fn is_account_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The owner in `https://sqs.<region>.amazonaws.com/<account>/<name>`.
+fn queue_account(url: &str) -> Option<&str> {
+    let mut parts = url.trim_end_matches('/').rsplit('/');
+    parts.next()?;
+    parts.next().filter(|account| is_account_id(account))
+}
+
 /// Whether an SQS record's `eventSourceARN` is the queue at `url`
 /// (`https://sqs.<region>.amazonaws.com/<account>/<name>`): same account
 /// and name.
@@ -150,5 +171,16 @@ mod tests {
             message_group("111122223333", "eu-west-2"),
             "111122223333:eu-west-2"
         );
+    }
+
+    #[test]
+    fn a_due_recheck_joins_its_accounts_group_or_the_queue_owners() {
+        let url = "https://sqs.eu-west-2.amazonaws.com/111122223333/guard-work.fifo";
+        let event = json!({"account": "444455556666"});
+        assert_eq!(recheck_account(&event, url), "444455556666");
+        for odd in [json!({}), json!({"account": "me"}), json!({"account": 7})] {
+            assert_eq!(recheck_account(&odd, url), "111122223333", "{odd}");
+        }
+        assert_eq!(recheck_account(&json!({}), "not a url"), "unknown");
     }
 }
