@@ -501,8 +501,12 @@ def test_the_forwarder_keeps_and_reports_what_it_could_not_forward():
     assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["IamEventsForwarder", "Arn"]}}}
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     alarm = res["ForwardingFailedAlarm"]["Properties"]
-    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Events", "FailedInvocations", "Sum")
-    assert alarm["Dimensions"] == [{"Name": "RuleName", "Value": {"Ref": "IamEventsForwarder"}}]
+    watched = [m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m]
+    assert {m["MetricName"] for m in watched} == {"FailedInvocations", "InvocationsSentToDlq",
+                                                  "InvocationsFailedToBeSentToDlq"}
+    assert all(m["Dimensions"] == [{"Name": "RuleName", "Value": {"Ref": "IamEventsForwarder"}}] for m in watched)
+    [total] = [m for m in alarm["Metrics"] if m.get("ReturnData")]
+    assert total["Expression"] == "SUM([FILL(failed, 0), FILL(kept, 0), FILL(lost, 0)])"
     assert alarm["AlarmActions"] == [OPS_TOPIC]
     assert "KmsMasterKeyId" not in res["OpsTopic"]["Properties"]
 
@@ -610,6 +614,7 @@ def test_each_alarm_fires_again_for_each_new_failure(template):
     # EventBridge dead-letters with SendMessage, which NumberOfMessagesSent counts ...
     failure = a["FailureQueueAlarm"]
     assert (failure["MetricName"], failure["Statistic"]) == ("NumberOfMessagesSent", "Sum")
+    assert (failure["EvaluationPeriods"], failure["DatapointsToAlarm"]) == (3, 1)
     assert failure["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["FailureQueue", "QueueName"]}}]
     # ... an SQS redrive is not a SendMessage: a rise in the messages waiting.
     for name, queue in (("WorkDeadLetterAlarm", "WorkDeadLetterQueue"), ("RecheckDeadLetterAlarm", "RecheckDeadLetterQueue")):
