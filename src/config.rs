@@ -213,20 +213,17 @@ fn connect_rates(value: &str) -> Result<ConnectRates, ConfigError> {
                 bare = true;
                 rates = ConnectRates::all(rate(part).map_err(invalid)?);
             }
-            Some((name, _))
-                if named
-                    .iter()
-                    .any(|(api, _)| api.name().eq_ignore_ascii_case(name.trim())) =>
-            {
-                return Err(invalid(format!("{} is given twice", name.trim())));
-            }
             Some((name, rps)) => {
-                let api = ConnectApi::named(name.trim()).ok_or_else(|| {
+                let name = name.trim();
+                let api = ConnectApi::named(name).ok_or_else(|| {
                     let known = ConnectApi::ALL.map(ConnectApi::name).join(", ");
                     invalid(format!(
                         "{name} is not a Connect API the guard calls ({known})"
                     ))
                 })?;
+                if named.iter().any(|(given, _)| *given == api) {
+                    return Err(invalid(format!("{name} is given twice")));
+                }
                 named.push((api, rate(rps.trim()).map_err(invalid)?));
             }
         }

@@ -102,19 +102,23 @@ fn is_account_id(text: &str) -> bool {
     text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The owner in `https://sqs.<region>.amazonaws.com/<account>/<name>`.
-fn queue_account(url: &str) -> Option<&str> {
+/// The owner and the name in `https://sqs.<region>.amazonaws.com/<account>/<name>`.
+fn owner_and_name(url: &str) -> Option<(&str, &str)> {
     let mut parts = url.trim_end_matches('/').rsplit('/');
-    parts.next()?;
-    parts.next().filter(|account| is_account_id(account))
+    let name = parts.next()?;
+    Some((parts.next()?, name))
 }
 
-/// Whether an SQS record's `eventSourceARN` is the queue at `url`
-/// (`https://sqs.<region>.amazonaws.com/<account>/<name>`): same account
-/// and name.
+fn queue_account(url: &str) -> Option<&str> {
+    owner_and_name(url)
+        .map(|(account, _)| account)
+        .filter(|account| is_account_id(account))
+}
+
+/// Whether an SQS record's `eventSourceARN` is the queue at `url`: same
+/// account and name.
 pub fn is_queue(url: &str, arn: &str) -> bool {
-    let mut url_parts = url.trim_end_matches('/').rsplit('/');
-    let (Some(name), Some(account)) = (url_parts.next(), url_parts.next()) else {
+    let Some((account, name)) = owner_and_name(url) else {
         return false;
     };
     let arn_parts: Vec<&str> = arn.split(':').collect();
