@@ -123,7 +123,9 @@ class RuntimeApiHost:
 class LambdaFunction:
     """The real Lambda binary as a process, attached to a RuntimeApiHost."""
 
-    def __init__(self, binary, env, log_path=None):
+    def __init__(self, binary, env, log_path=None, stdout_path=None):
+        """`stdout_path`, if given, gets the process's stdout apart from its stderr (which goes to
+        `log_path`): the JSON logs and the EMF metrics documents, as CloudWatch Logs would receive them."""
         self.host = RuntimeApiHost()
         full_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -137,8 +139,9 @@ class LambdaFunction:
             **env,
         }
         self.log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self.stdout = open(stdout_path, "wb") if stdout_path else self.log
         self.started = time.monotonic()
-        self.process = subprocess.Popen([binary], env=full_env, stdout=self.log, stderr=self.log)
+        self.process = subprocess.Popen([binary], env=full_env, stdout=self.stdout, stderr=self.log)
 
     def wait_ready(self, timeout_s=30.0):
         """Seconds from process start to the first poll for an event (Init)."""
@@ -162,5 +165,6 @@ class LambdaFunction:
                 self.process.kill()
                 self.process.wait()
         self.host.close()
-        if self.log is not subprocess.DEVNULL:
-            self.log.close()
+        for out in {self.log, self.stdout}:
+            if out is not subprocess.DEVNULL:
+                out.close()

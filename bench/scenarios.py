@@ -252,12 +252,17 @@ def create_role(iam, spec, name):
 
 def subscribe_queue(aws):
     """The alert topic and an SQS queue subscribed to it (on-call); returns the queue URL."""
+    return topic_with_queue(aws, TOPIC_NAME, QUEUE_NAME)[1]
+
+
+def topic_with_queue(aws, topic_name, queue_name):
+    """An SNS topic and an SQS queue subscribed to it (SNS envelopes, as on-call's); returns (topic ARN, queue URL)."""
     sns, sqs = aws.client("sns"), aws.client("sqs")
-    topic = sns.create_topic(Name=TOPIC_NAME)["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+    topic = sns.create_topic(Name=topic_name)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    return queue_url
+    return topic, queue_url
 
 
 def _deny_in_key_policy(kms, key_arn, operations):

@@ -7,7 +7,10 @@ What is proven, against the emulator's own state rather than the YAML:
   `sam deploy` would submit it, creates in moto's CloudFormation
   (eu-west-2, the stack name from samconfig.toml) with the defaults, and
   again with AlertEmail set (ap-southeast-2, so the e-mail conditions are
-  taken); deploy/iam-forwarder.yaml creates in us-east-1 with
+  taken), and again with SecurityHub=on, ChatTopic=create and Metrics=on
+  (eu-central-1, so the optional outputs' conditions are taken);
+  deploy/iam-forwarder.yaml
+  creates in us-east-1 with
   ConnectRegion=eu-west-2. Each reaches CREATE_COMPLETE, and every resource
   whose Condition holds is created and exists in its service.
 - Every Ref, Fn::GetAtt and Fn::Sub on the path the conditions take
@@ -22,7 +25,14 @@ What is proven, against the emulator's own state rather than the YAML:
   the deployed rules that deliver there; the alarms watch deployed resources
   and notify the operations topic (unencrypted), never the alert topic; the
   function reserves no concurrency, which Lambda would refuse in an account
-  whose quota is 10.
+  whose quota is 10. The optional outputs: off by default (SECURITY_HUB and
+  METRICS off, CHAT_TOPIC_ARN empty, no grant, no dashboard and no
+  ChecksIncompleteAlarm); when on, the function is told the created chat
+  topic (under the alert key) and its role may publish there and import
+  into the account's default Security Hub product, read back from IAM; with
+  Metrics on, the dashboard is created under the stack's and Region's name,
+  every metric it charts by dimension names a deployed resource, and
+  ChecksIncompleteAlarm is made with the other alarms.
 - The forwarder targets the eu-west-2 default bus with a role EventBridge may
   assume for that rule only and that may put events on that bus only, keeps
   what it cannot deliver in a standard dead-letter queue, and has an alarm
@@ -66,6 +76,14 @@ What the emulator cannot show (moto 5.2.5), and how each is checked instead
   exercised), ignores queue policies and a target's RoleArn, and never
   evaluates alarms: the dead-letter queues, the policies, the forwarder's
   role and the alarms' wiring are checked as configuration.
+- moto stores a dashboard's body as given; CloudWatch's PutDashboard
+  validates it. The body read back must parse as JSON, equal the resolved
+  template's, and name only deployed resources; its widget schema is not
+  checked here (deploy/test_template.py checks what it charts).
+- moto has no Security Hub and evaluates no IAM policy: the grant is read
+  back from the role, not exercised. Its CloudFormation keeps an inline
+  policy statement that is Ref AWS::NoValue as null: role_statements() drops
+  the nulls, as CloudFormation does.
 """
 
 from __future__ import annotations
@@ -95,9 +113,10 @@ GUARD_STACK = SAMCONFIG["default"]["global"]["parameters"]["stack_name"]
 FORWARDER_STACK = SAMCONFIG["iam-forwarder"]["deploy"]["parameters"]["stack_name"]
 GUARD_REGION = "eu-west-2"
 EMAIL_REGION = "ap-southeast-2"
+OUTPUTS_REGION = "eu-central-1"
 FORWARDER_REGION = SAMCONFIG["iam-forwarder"]["deploy"]["parameters"]["region"]
 ALERT_EMAIL = "on-call@example.com"
-STACKS = ["guard", "guard_with_email", "forwarder"]
+STACKS = ["guard", "guard_with_email", "guard_with_outputs", "forwarder"]
 
 RULE = "AWS::Events::Rule"
 QUEUE = "AWS::SQS::Queue"
@@ -198,6 +217,11 @@ def guard_with_email(emulator) -> Deployed:
 
 
 @pytest.fixture(scope="module")
+def guard_with_outputs(emulator) -> Deployed:
+    return deploy_guard(OUTPUTS_REGION, {"SecurityHub": "on", "ChatTopic": "create", "Metrics": "on"})
+
+
+@pytest.fixture(scope="module")
 def forwarder(emulator, guard) -> Deployed:
     template = load_template(REPO / "deploy" / "iam-forwarder.yaml")
     return deploy(FORWARDER_STACK, FORWARDER_REGION, template, {"ConnectRegion": GUARD_REGION})
@@ -268,6 +292,7 @@ EXISTS = {
     QUEUE: lambda s, url: s.client("sqs").get_queue_attributes(QueueUrl=url),
     FUNCTION: lambda s, name: s.client("lambda").get_function(FunctionName=name),
     "AWS::Lambda::EventSourceMapping": lambda s, uuid: s.client("lambda").get_event_source_mapping(UUID=uuid),
+    "AWS::CloudWatch::Dashboard": lambda s, name: s.client("cloudwatch").get_dashboard(DashboardName=name),
 }
 
 
@@ -325,6 +350,90 @@ def test_function_settings_moto_drops_resolve_to_deployed_values(guard):
         "logGroupName"] == log_group
     # Not the automatic log group of a function named like the stack (issue 12, item 6).
     assert log_group != f"/aws/lambda/{guard.name}"
+
+
+def role_statements(stack: Deployed) -> list[dict]:
+    """The function's role's inline policy statements, read back from IAM.
+    moto gap: its CloudFormation keeps a statement that is Ref AWS::NoValue
+    as null, where CloudFormation drops it; the nulls are dropped here."""
+    role_name = function_configuration(stack)["Role"].rsplit("/", 1)[1]
+    documents = inline_policies(stack.client("iam"), role_name)
+    return [s for d in documents for s in as_list(d["Statement"]) if s is not None]
+
+
+def grants_of(stack: Deployed, action: str) -> list[str]:
+    return [r for s in role_statements(stack) if action in as_list(s["Action"]) for r in as_list(s["Resource"])]
+
+
+def test_the_optional_outputs_are_off_by_default(guard):
+    env = function_configuration(guard)["Environment"]["Variables"]
+    assert (env["SECURITY_HUB"], env["CHAT_TOPIC_ARN"], env["METRICS"]) == ("off", "", "off")
+    assert "ChatTopicArn" not in guard.outputs
+    assert grants_of(guard, "securityhub:BatchImportFindings") == []
+    assert grants_of(guard, "sns:Publish") == [guard.outputs["AlertTopicArn"]]
+
+
+# Made only with Metrics on (ChecksIncompleteAlarm: by PutMetricAlarm, see
+# test_alarms_watch_deployed_resources_and_notify_live_topics).
+METRICS_RESOURCES = {"GuardDashboard": "AWS::CloudWatch::Dashboard", "ChecksIncompleteAlarm": "AWS::CloudWatch::Alarm"}
+
+
+@pytest.mark.parametrize("name", ["guard", "guard_with_email"])
+def test_without_metrics_there_is_no_dashboard_and_no_alarm_on_them(request, name):
+    stack = request.getfixturevalue(name)
+    assert function_configuration(stack)["Environment"]["Variables"]["METRICS"] == "off"
+    assert not set(METRICS_RESOURCES) & (set(stack.expected()) | set(stack.created))
+    assert stack.client("cloudwatch").list_dashboards()["DashboardEntries"] == []
+    assert not {"DashboardName", "DashboardUrl"} & set(stack.outputs)
+
+
+def test_with_metrics_on_the_function_is_told_and_the_dashboard_and_alarm_are_made(guard_with_outputs):
+    stack = guard_with_outputs
+    assert function_configuration(stack)["Environment"]["Variables"]["METRICS"] == "on"
+    for logical_id, kind in METRICS_RESOURCES.items():
+        assert logical_id in stack.of_type(kind), logical_id
+    assert {"DashboardName", "DashboardUrl"} <= set(stack.outputs)
+
+
+def test_security_hub_and_a_created_chat_topic_are_wired_and_granted(guard_with_outputs):
+    stack = guard_with_outputs
+    env = function_configuration(stack)["Environment"]["Variables"]
+    assert env["SECURITY_HUB"] == "on"
+    chat = env["CHAT_TOPIC_ARN"]
+    assert chat == stack.outputs["ChatTopicArn"] == stack.physical_id("ChatNotificationTopic")
+    topic = stack.client("sns").get_topic_attributes(TopicArn=chat)["Attributes"]
+    assert topic["KmsMasterKeyId"] == stack.physical_id("AlertKey")  # the key the role may already use via SNS
+    assert sorted(grants_of(stack, "sns:Publish")) == sorted([stack.outputs["AlertTopicArn"], chat])
+    account = stack.account
+    assert grants_of(stack, "securityhub:BatchImportFindings") == [
+        f"arn:aws:securityhub:{OUTPUTS_REGION}:{account}:product/{account}/default"]
+
+
+def charted_dimensions(body: dict) -> list[dict[str, str]]:
+    """The dimensions of every metric the dashboard charts."""
+    out = []
+    for w in body["widgets"]:
+        for m in w["properties"]["metrics"]:
+            fields = [f for f in m if not isinstance(f, dict)]
+            out.append(dict(zip(fields[2::2], fields[3::2])))
+    return out
+
+
+def test_the_dashboard_is_created_and_charts_deployed_resources(guard_with_outputs):
+    """Metrics on. moto gap: it stores the body unvalidated (see the module docstring)."""
+    stack = guard_with_outputs
+    dashboard = stack.client("cloudwatch").get_dashboard(DashboardName=stack.physical_id("GuardDashboard"))
+    assert dashboard["DashboardName"] == stack.outputs["DashboardName"] == f"{stack.name}-{stack.region}"
+    assert stack.outputs["DashboardUrl"].endswith(f"#dashboards/dashboard/{dashboard['DashboardName']}")
+    body = json.loads(dashboard["DashboardBody"])
+    assert body == json.loads(properties(stack, "GuardDashboard")["DashboardBody"])
+    assert {w["properties"]["region"] for w in body["widgets"]} == {stack.region}
+    dimensions = [d for d in charted_dimensions(body) if d]
+    assert dimensions
+    for found in dimensions:
+        for key, value in found.items():
+            assert key in DIMENSION_EXISTS, f"add a check for {key}"
+            DIMENSION_EXISTS[key](stack, value)
 
 
 def test_the_function_deploys_in_an_account_whose_concurrency_quota_is_10(guard, monkeypatch):

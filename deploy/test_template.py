@@ -4,7 +4,9 @@
   the resources ALLOWED names for it; no wildcard actions, no NotAction or
   NotResource, no managed policies. A deliberately widened copy of the
   template (iam:PassRole, kms:*, sns:Publish on "*", ...) must fail the same
-  check.
+  check. The optional outputs' grants (securityhub:BatchImportFindings on the
+  default product, sns:Publish on the chat topic) exist only when their
+  parameter asks for them: the conditions are evaluated per parameter set.
 - Event patterns: every sample in events/ is matched by the rule meant for it
   (moto's EventBridge pattern matcher), the ignored samples and failed calls
   by none; every trigger the guard handles (`connect-slr-guard triggers`) is
@@ -12,7 +14,12 @@
   the guard's IAM pattern.
 - Completeness: the SAM translation lints clean, and the function has its
   build method, arm64 default, JSON logs, retention, retries, on-failure
-  queue, alarms and reserved concurrency.
+  queue, alarms and reserved concurrency; the dashboard's body renders to
+  JSON and charts the guard's own metrics (EMF_METRICS) and the deployed
+  function and failure queue. The metrics are opt-in (Metrics, off by
+  default, told to the function as METRICS): the dashboard, the
+  ChecksIncompleteAlarm on them and the dashboard's outputs exist exactly
+  when they are on; a copy with either made unconditional fails the check.
 
 The template is parsed with cfn-lint's CloudFormation-aware loader
 (cfnlint.decode), so !Ref/!Sub/!GetAtt/!If arrive as {"Ref": ...} etc. and
@@ -50,7 +57,11 @@ ANY = "*"
 # The read actions are exactly those the function calls (README: "The
 # identity needs only read access"); the rest are what running it needs:
 # publishing to its own topic (and that topic's key), writing its own logs,
-# its ledger, and consuming and feeding its own work and re-check queues.
+# its ledger, and consuming and feeding its own work and re-check queues;
+# and, when asked for (OPTIONAL_GRANTS), publishing to the chat topic and
+# importing findings into Security Hub through the default product.
+SECURITY_HUB_DEFAULT_PRODUCT = sub(
+    "arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default")
 ALLOWED: dict[str, list[Any]] = {
     # No resource-level permissions exist for these four.
     "connect:ListInstances": [ANY],
@@ -80,7 +91,9 @@ ALLOWED: dict[str, list[Any]] = {
     "firehose:DescribeDeliveryStream": [
         sub("arn:${AWS::Partition}:firehose:${AWS::Region}:${AWS::AccountId}:deliverystream/*")
     ],
-    "sns:Publish": [{"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}],
+    "sns:Publish": [{"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"},
+                    {"Ref": "ChatNotificationTopic"}, {"Ref": "ChatTopic"}],
+    "securityhub:BatchImportFindings": [SECURITY_HUB_DEFAULT_PRODUCT],
     **{
         f"kms:{a}": [{"Fn::GetAtt": ["AlertKey", "Arn"]}, {"Ref": "ExistingAlertTopicKmsKeyArn"}]
         for a in ("GenerateDataKey*", "Decrypt")
@@ -137,6 +150,63 @@ def as_list(node: Any) -> list:
     for value in branches(node):
         for item in value if isinstance(value, list) else [value]:
             out.extend(branches(item))
+    return out
+
+
+NO_VALUE = object()
+
+
+def effective(template: dict, parameters: dict[str, str] | None = None) -> dict:
+    """The template as CloudFormation takes it with these parameters (the
+    rest at their defaults): each Fn::If on the branch its condition takes,
+    AWS::NoValue dropped, resources and outputs whose Condition is false gone."""
+    values = {name: str(spec["Default"]) for name, spec in template["Parameters"].items() if "Default" in spec}
+    values.update(parameters or {})
+    values["AWS::Region"] = "eu-west-2"
+    held: dict[str, bool] = {}
+
+    def value(node: Any) -> str:
+        if isinstance(node, dict):
+            [(key, name)] = node.items()
+            assert key == "Ref", f"condition argument {node}: not evaluated here"
+            return values[name]
+        return str(node)
+
+    def holds(name: str) -> bool:
+        if name not in held:
+            held[name] = evaluate(template["Conditions"][name])
+        return held[name]
+
+    def evaluate(node: dict) -> bool:
+        [(key, argument)] = node.items()
+        if key == "Condition":
+            return holds(argument)
+        if key == "Fn::Equals":
+            left, right = map(value, argument)
+            return left == right
+        if key == "Fn::Not":
+            return not evaluate(argument[0])
+        if key in ("Fn::And", "Fn::Or"):
+            results = [evaluate(a) for a in argument]
+            return all(results) if key == "Fn::And" else any(results)
+        raise AssertionError(f"condition function {key}: not evaluated here")
+
+    def take(node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in map(take, node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if node == {"Ref": "AWS::NoValue"}:
+            return NO_VALUE
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return take(yes if holds(name) else no)
+        taken = {k: take(v) for k, v in node.items()}
+        return {k: v for k, v in taken.items() if v is not NO_VALUE}
+
+    out = {key: take(section) for key, section in template.items() if key != "Conditions"}
+    for key in ("Resources", "Outputs"):
+        out[key] = {i: r for i, r in out.get(key, {}).items() if "Condition" not in r or holds(r["Condition"])}
     return out
 
 
@@ -252,18 +322,102 @@ def test_no_wildcard_actions_on_iam_or_kms_anywhere_in_the_functions_role(templa
                 assert "*" not in action and "?" not in action, action
 
 
-def test_sns_publish_only_on_the_alert_topic(template):
+ALERT_TOPIC = {"Ref": "AlertTopic"}
+CREATED_CHAT_TOPIC, EXISTING_CHAT_TOPIC = {"Ref": "ChatNotificationTopic"}, {"Ref": "ChatTopic"}
+A_CHAT_TOPIC_ARN = "arn:aws:sns:eu-west-2:111122223333:on-call-chat"
+
+# Parameters -> what the role may publish to and import into (None: no grant).
+OPTIONAL_GRANTS = [
+    ({}, [ALERT_TOPIC], None),
+    ({"SecurityHub": "on"}, [ALERT_TOPIC], [SECURITY_HUB_DEFAULT_PRODUCT]),
+    ({"ChatTopic": "create"}, [ALERT_TOPIC, CREATED_CHAT_TOPIC], None),
+    ({"ChatTopic": A_CHAT_TOPIC_ARN}, [ALERT_TOPIC, EXISTING_CHAT_TOPIC], None),
+    ({"ChatTopic": "create", "SecurityHub": "on"}, [ALERT_TOPIC, CREATED_CHAT_TOPIC], [SECURITY_HUB_DEFAULT_PRODUCT]),
+]
+
+
+def granted_resources(template: dict, action: str) -> list | None:
+    """The resources the role is granted an action on (None: not granted)."""
     statements, _ = function_statements(template)
-    publish = [st for st in statements if "sns:Publish" in as_list(st["Action"])]
-    assert publish, "the function must be able to publish alerts"
-    for st in publish:
-        assert set(map(json.dumps, as_list(st["Resource"]))) <= {
-            json.dumps({"Ref": "AlertTopic"}),
-            json.dumps({"Ref": "ExistingAlertTopicArn"}),
-        }
-    # ... and that topic is the one the function is told to use.
+    found = [st for st in statements if action.lower() in {a.lower() for a in as_list(st.get("Action", []))}]
+    return [r for st in found for r in as_list(st.get("Resource", []))] if found else None
+
+
+def optional_grant_problems(template: dict) -> list[str]:
+    """Each optional output's grant exists exactly when its parameter asks for it."""
+    problems = []
+    for parameters, publish, findings in OPTIONAL_GRANTS:
+        t = effective(template, parameters)
+        for action, want in (("sns:Publish", publish), ("securityhub:BatchImportFindings", findings)):
+            got = granted_resources(t, action)
+            if got != want:
+                problems.append(f"{parameters or 'defaults'}: {action} on {got}, expected {want}")
+        problems += [f"{parameters or 'defaults'}: {v}" for v in violations(t)]
+    return problems
+
+
+def test_optional_outputs_are_granted_only_when_asked_for_and_only_on_their_target(template):
+    assert optional_grant_problems(template) == []
+
+
+def test_the_function_is_told_the_topics_it_may_publish_to(template):
     env = template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
     assert env["ALERT_TOPIC_ARN"] == {"Fn::If": ["CreateTopic", {"Ref": "AlertTopic"}, {"Ref": "ExistingAlertTopicArn"}]}
+    # Without a chat topic, CHAT_TOPIC_ARN is the empty parameter: off, by the function's contract.
+    for chat, want in (("", EXISTING_CHAT_TOPIC), ("create", CREATED_CHAT_TOPIC), (A_CHAT_TOPIC_ARN, EXISTING_CHAT_TOPIC)):
+        t = effective(template, {"ChatTopic": chat})
+        env = t["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+        assert env["CHAT_TOPIC_ARN"] == want, chat
+        assert ("ChatNotificationTopic" in t["Resources"]) == (chat == "create"), chat
+        assert ("ChatTopicArn" in t["Outputs"]) == (chat != ""), chat
+        if chat:
+            assert t["Outputs"]["ChatTopicArn"]["Value"] == env["CHAT_TOPIC_ARN"]
+
+
+def test_security_hub_is_off_by_default_and_told_to_the_function(template):
+    spec = template["Parameters"]["SecurityHub"]
+    # Strings: a bare on/off in YAML would arrive as a boolean.
+    assert (spec["Default"], spec["AllowedValues"]) == ("off", ["off", "on"])
+    env = template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert env["SECURITY_HUB"] == {"Ref": "SecurityHub"}
+
+
+def test_chat_topic_takes_create_an_sns_topic_arn_or_nothing(template):
+    pattern = re.compile(template["Parameters"]["ChatTopic"]["AllowedPattern"])
+    for ok in ("", "create", A_CHAT_TOPIC_ARN, "arn:aws-us-gov:sns:us-gov-west-1:111122223333:chat_1"):
+        assert pattern.fullmatch(ok), ok
+    for bad in ("Create", "yes", "arn:aws:sqs:eu-west-2:111122223333:chat", "arn:aws:sns:eu-west-2:1111:chat", "create,"):
+        assert not pattern.fullmatch(bad), bad
+    assert template["Parameters"]["ChatTopic"]["Default"] == ""
+
+
+def test_a_created_chat_topic_is_encrypted_with_a_key_the_function_may_use(template):
+    # With the alert key: the role's AlertTopicKey statement already covers it.
+    t = effective(template, {"ChatTopic": "create"})
+    assert t["Resources"]["ChatNotificationTopic"]["Properties"]["KmsMasterKeyId"] == {"Ref": "AlertKey"}
+    assert granted_resources(t, "kms:GenerateDataKey*") == [{"Fn::GetAtt": ["AlertKey", "Arn"]}]
+    # Without one (an existing alert topic): the AWS managed key, whose own
+    # policy lets the account's principals use it through SNS.
+    t = effective(template, {"ChatTopic": "create", "ExistingAlertTopicArn": "arn:aws:sns:eu-west-2:111122223333:alerts"})
+    assert "AlertKey" not in t["Resources"]
+    assert t["Resources"]["ChatNotificationTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+
+
+def unconditional(template: dict, sid: str) -> dict:
+    """A copy in which the role's statement `sid` no longer depends on its condition."""
+    t = copy.deepcopy(template)
+    for policy in t["Resources"]["GuardRole"]["Properties"]["Policies"]:
+        statements = policy["PolicyDocument"]["Statement"]
+        for i, st in enumerate(statements):
+            if isinstance(st, dict) and set(st) == {"Fn::If"} and st["Fn::If"][1].get("Sid") == sid:
+                statements[i] = st["Fn::If"][1]
+                return t
+    raise AssertionError(f"no conditional statement {sid}")
+
+
+@pytest.mark.parametrize("sid", ["PublishChat", "ImportFindings"])
+def test_an_optional_grant_made_unconditional_fails_the_check(template, sid):
+    assert optional_grant_problems(unconditional(template, sid))
 
 
 WIDENINGS = {
@@ -272,6 +426,19 @@ WIDENINGS = {
     "iam:Get*": {"Effect": "Allow", "Action": ["iam:Get*"], "Resource": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*")},
     "kms:CreateGrant": {"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": sub("arn:${AWS::Partition}:kms:${AWS::Region}:*:key/*")},
     "sns:Publish on *": {"Effect": "Allow", "Action": "sns:Publish", "Resource": "*"},
+    "sns:Publish on every topic of the account": {
+        "Effect": "Allow", "Action": "sns:Publish",
+        "Resource": sub("arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:*"),
+    },
+    "securityhub:BatchImportFindings on *": {"Effect": "Allow", "Action": "securityhub:BatchImportFindings", "Resource": "*"},
+    "securityhub:BatchImportFindings on any product": {
+        "Effect": "Allow", "Action": "securityhub:BatchImportFindings",
+        "Resource": sub("arn:${AWS::Partition}:securityhub:${AWS::Region}:*:product/*/*"),
+    },
+    "securityhub:BatchUpdateFindings": {
+        "Effect": "Allow", "Action": "securityhub:BatchUpdateFindings", "Resource": SECURITY_HUB_DEFAULT_PRODUCT,
+    },
+    "securityhub:*": {"Effect": "Allow", "Action": "securityhub:*", "Resource": SECURITY_HUB_DEFAULT_PRODUCT},
     "iam:GetRole on every role": {"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*"},
     "kms:Decrypt on every key": {
         "Effect": "Allow",
@@ -537,7 +704,8 @@ def test_function_shape(template):
     assert template["Resources"]["GuardLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     env = p["Environment"]["Variables"]
     assert set(env) == {"ALERT_TOPIC_ARN", "REQUIRED_GRANT_OPERATIONS", "CONNECT_API_RPS", "LEDGER_TABLE", "REMINDER_INTERVAL",
-                        "SETTLE_WINDOW", "RECHECK_QUEUE_URL", "WORK_QUEUE_URL"}
+                        "SETTLE_WINDOW", "RECHECK_QUEUE_URL", "WORK_QUEUE_URL", "SECURITY_HUB", "CHAT_TOPIC_ARN",
+                        "METRICS"}
     assert template["Parameters"]["RequiredGrantOperations"]["Default"] == "Decrypt,GenerateDataKey"
     assert template["Parameters"]["ConnectApiRps"]["Default"] == "2"
 
@@ -606,7 +774,8 @@ def test_every_alarm_goes_to_the_operations_topic_which_needs_no_guard_key(templ
 def test_each_alarm_fires_again_for_each_new_failure(template):
     a = alarms(template)
     assert set(a) == {"FunctionErrorsAlarm", "FailureQueueAlarm", "EventsLostAlarm", "WorkDeadLetterAlarm",
-                      "RecheckDeadLetterAlarm"}
+                      "RecheckDeadLetterAlarm", "ChecksIncompleteAlarm"}
+    del a["ChecksIncompleteAlarm"]  # a state that persists, not a failure event: see its own test
     for alarm in a.values():
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
         assert alarm["TreatMissingData"] == "notBreaching"
@@ -630,6 +799,175 @@ def test_each_alarm_fires_again_for_each_new_failure(template):
     watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for m in lost if "MetricStat" in m}
     assert watched == set(all_rules(template))
     assert {m["MetricStat"]["Metric"]["MetricName"] for m in lost if "MetricStat" in m} == {"InvocationsFailedToBeSentToDlq"}
+
+
+# What the function emits (CloudWatch EMF, one document per pass, no
+# dimensions): the contract of issue 14. SweepChecksIncomplete comes from
+# scheduled sweeps only.
+EMF_NAMESPACE = "ConnectSlrGuard"
+EMF_METRICS = {
+    "FindingsCritical", "FindingsHigh", "FindingsMedium", "FindingsLow", "NewFindings", "ResolvedFindings",
+    "MutedFindings", "ChecksIncomplete", "SweepChecksIncomplete", "InstancesChecked", "ConnectCalls",
+    "CustomerProfilesCalls", "IamCalls", "KmsCalls", "KinesisCalls", "FirehoseCalls", "SnsCalls", "DynamoDbCalls",
+    "SqsCalls", "StsCalls", "SecurityHubCalls", "ThrottledRetries", "AlertsPublished", "PassDuration",
+}
+
+
+def test_the_checks_incomplete_alarm_pages_when_sweeps_cannot_look_two_hours_in_a_row(template):
+    alarm = alarms(template)["ChecksIncompleteAlarm"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (EMF_NAMESPACE, "SweepChecksIncomplete")
+    assert alarm["MetricName"] in EMF_METRICS and "Dimensions" not in alarm
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (
+        "Maximum", 3600, 2, 2)
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    # One period per sweep at the default schedule, where an hour without a
+    # sweep is itself breaching; any other schedule leaves hours empty.
+    assert template["Parameters"]["SweepSchedule"]["Default"] == "rate(1 hour)"
+    missing = {schedule: effective(template, {"SweepSchedule": schedule, "Metrics": "on"})["Resources"][
+        "ChecksIncompleteAlarm"]["Properties"]["TreatMissingData"]
+        for schedule in ("rate(1 hour)", "rate(1 day)", "cron(0 * * * ? *)")}
+    assert missing == {"rate(1 hour)": "breaching", "rate(1 day)": "missing", "cron(0 * * * ? *)": "missing"}
+
+
+# What exists only with Metrics on: without the metrics the dashboard would
+# be empty and ChecksIncompleteAlarm, missing data every hour, would page.
+METRICS_RESOURCES = {"GuardDashboard", "ChecksIncompleteAlarm"}
+METRICS_OUTPUTS = {"DashboardName", "DashboardUrl"}
+
+
+def metrics_problems(template: dict) -> list[str]:
+    """The metrics, their dashboard, alarm and outputs exist exactly when Metrics is on."""
+    problems = []
+    for parameters, on in (({}, False), ({"Metrics": "off"}, False), ({"Metrics": "on"}, True)):
+        t = effective(template, parameters)
+        env = t["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+        if env.get("METRICS") != {"Ref": "Metrics"}:
+            problems.append(f"{parameters or 'defaults'}: METRICS is {env.get('METRICS')}, not the parameter")
+        for section, names in (("Resources", METRICS_RESOURCES), ("Outputs", METRICS_OUTPUTS)):
+            present = names & set(t[section])
+            want = names if on else set()
+            if present != want:
+                problems.append(f"{parameters or 'defaults'}: {section} {sorted(present)}, expected {sorted(want)}")
+    return problems
+
+
+def test_metrics_are_off_by_default_and_told_to_the_function(template):
+    spec = template["Parameters"]["Metrics"]
+    # Strings: a bare on/off in YAML would arrive as a boolean.
+    assert (spec["Default"], spec["AllowedValues"]) == ("off", ["off", "on"])
+    env = template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]
+    assert env["METRICS"] == {"Ref": "Metrics"}
+    assert template["Conditions"]["MetricsOn"] == {"Fn::Equals": [{"Ref": "Metrics"}, "on"]}
+    groups = template["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    assert sum("Metrics" in g["Parameters"] for g in groups) == 1
+
+
+def test_the_dashboard_and_the_alarm_on_the_metrics_exist_only_with_metrics_on(template):
+    res, outputs = template["Resources"], template["Outputs"]
+    assert {res[n]["Condition"] for n in METRICS_RESOURCES} == {"MetricsOn"}
+    assert {outputs[n]["Condition"] for n in METRICS_OUTPUTS} == {"MetricsOn"}
+    assert metrics_problems(template) == []
+
+
+def without_condition(template: dict, section: str, name: str) -> dict:
+    t = copy.deepcopy(template)
+    del t[section][name]["Condition"]
+    return t
+
+
+@pytest.mark.parametrize("section, name", [("Resources", n) for n in sorted(METRICS_RESOURCES)]
+                         + [("Outputs", n) for n in sorted(METRICS_OUTPUTS)])
+def test_the_dashboard_or_alarm_made_unconditional_fails_the_check(template, section, name):
+    assert metrics_problems(without_condition(template, section, name))
+
+
+def test_metrics_unwired_from_the_function_fails_the_check(template):
+    t = copy.deepcopy(template)
+    del t["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"]["METRICS"]
+    assert metrics_problems(t)
+
+
+def rendered_dashboard(template: dict) -> dict:
+    """The dashboard body with each ${...} replaced by <its name>, parsed.
+    Each name must be one CloudFormation can substitute."""
+    dashboard = template["Resources"]["GuardDashboard"]
+    text = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert isinstance(text, str), "a Fn::Sub without a variable map"
+    for name in re.findall(r"\$\{([^}]*)\}", text):
+        assert not name.startswith("!"), name
+        logical_id, _, attribute = name.partition(".")
+        known = name.startswith("AWS::") or logical_id in template["Parameters"] or logical_id in template["Resources"]
+        assert known and (not attribute or logical_id in template["Resources"]), name
+    return json.loads(re.sub(r"\$\{([^}]*)\}", lambda m: f"<{m.group(1)}>", text))
+
+
+def widget_metrics(widget: dict) -> list[tuple[str, str, dict, dict]]:
+    """(namespace, name, dimensions, options) of each metric a widget charts
+    (metric math expressions excepted)."""
+    out = []
+    for m in widget["properties"]["metrics"]:
+        options = m[-1] if isinstance(m[-1], dict) else {}
+        fields = m[:-1] if options else m
+        if len(fields) < 2:
+            continue  # an expression
+        namespace, name, *pairs = fields
+        out.append((namespace, name, dict(zip(pairs[::2], pairs[1::2])), options))
+    return out
+
+
+def widget(body: dict, metric: str, stat: str | None = None) -> dict:
+    """The one widget that charts a metric (with that statistic)."""
+    [found] = [w for w in body["widgets"] if any(
+        n == metric and (stat is None or o.get("stat", w["properties"].get("stat")) == stat)
+        for _, n, _, o in widget_metrics(w))]
+    return found
+
+
+def test_the_dashboard_charts_the_guards_metrics_and_its_function_and_failure_queue(template):
+    dashboard = template["Resources"]["GuardDashboard"]
+    assert dashboard["Type"] == "AWS::CloudWatch::Dashboard"
+    # Dashboards are global to the account: one per stack and Region.
+    assert dashboard["Properties"]["DashboardName"] == sub("${AWS::StackName}-${AWS::Region}")
+    body = rendered_dashboard(template)
+    charted = [m for w in body["widgets"] for m in widget_metrics(w)]
+    for w in body["widgets"]:
+        assert w["type"] == "metric" and w["properties"]["region"] == "<AWS::Region>", w["properties"]["title"]
+    own = {name for namespace, name, dims, _ in charted if namespace == EMF_NAMESPACE}
+    assert own <= EMF_METRICS, own - EMF_METRICS
+    assert all(dims == {} for namespace, _, dims, _ in charted if namespace == EMF_NAMESPACE)
+    assert {"FindingsCritical", "FindingsHigh", "FindingsMedium", "FindingsLow", "ChecksIncomplete",
+            "SweepChecksIncomplete", "ConnectCalls", "PassDuration"} <= own
+
+    # Findings open by severity: the hour's largest pass (a sweep sees everything).
+    findings = widget(body, "FindingsCritical")
+    assert (findings["properties"]["stat"], findings["properties"]["period"]) == ("Maximum", 3600)
+    assert {n for _, n, _, _ in widget_metrics(findings)} == {f"Findings{s}" for s in ("Critical", "High", "Medium", "Low")}
+
+    # Connect calls per minute (ConnectCalls summed per 60 s, over pass time)
+    # against the default quotas of the three APIs the guard paces.
+    connect = widget(body, "ConnectCalls", "Sum")["properties"]
+    assert connect["period"] == 60
+    rps = template["Parameters"]["ConnectApiRps"]
+    apis = set(re.findall(r"\(((?:[A-Za-z]+\|)+[A-Za-z]+)\)", rps["AllowedPattern"])[0].split("|"))
+    assert apis == {"ListInstances", "DescribeInstance", "ListInstanceStorageConfigs"}
+    [quota] = connect["annotations"]["horizontal"]
+    assert quota["value"] == len(apis) * int(rps["Default"]) * 60
+    [expression] = [m[0] for m in connect["metrics"] if isinstance(m[0], dict)]
+    ids = {o["id"] for _, _, _, o in widget_metrics(widget(body, "ConnectCalls", "Sum"))}
+    assert set(re.findall(r"[a-z]\w*", expression["expression"])) == ids == {"calls", "duration"}
+
+    # Pass duration p50 and p99.
+    assert widget(body, "PassDuration", "p50") is widget(body, "PassDuration", "p99")
+
+    # The function's errors and the failure queue, by the deployed names.
+    assert ("AWS/Lambda", "Errors", {"FunctionName": "<GuardFunction>"}) in [(a, b, c) for a, b, c, _ in charted]
+    queue = {(n, tuple(d.items())) for ns, n, d, _ in charted if ns == "AWS/SQS"}
+    assert queue == {(n, (("QueueName", "<FailureQueue.QueueName>"),))
+                     for n in ("NumberOfMessagesSent", "ApproximateNumberOfMessagesVisible")}
+
+    outputs = template["Outputs"]
+    assert outputs["DashboardName"]["Value"] == {"Ref": "GuardDashboard"}
+    assert "${GuardDashboard}" in outputs["DashboardUrl"]["Value"]["Fn::Sub"]
 
 
 def test_topic_is_kms_encrypted_optional_and_exported(template):

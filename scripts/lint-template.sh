@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Template checks (CI): cfn-lint, `sam validate` and `sam validate --lint` on
 # template.yaml and deploy/*.yaml, then the template tests
-# (deploy/test_template.py: least privilege, event patterns, completeness)
-# and the emulator deployment (deploy/test_emulator_deploy.py: both stacks
-# created in moto's CloudFormation, every reference resolved, every sample
-# event routed through the deployed rules).
+# (deploy/test_template.py: least privilege, the optional outputs' grants
+# per parameter, event patterns, completeness, the dashboard) and the
+# emulator deployment (deploy/test_emulator_deploy.py: both templates
+# created in moto's CloudFormation, the guard also with AlertEmail and with
+# SecurityHub=on, ChatTopic=create and Metrics=on, every reference resolved, every
+# sample event routed through the deployed rules).
 # Needs no AWS account and no credentials: the Region is a placeholder.
 #
 # Installs its tools itself into a virtualenv of their own (default

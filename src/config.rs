@@ -36,6 +36,12 @@ pub struct Settings {
     /// `CONNECT_API_RPS`: Connect calls per second this guard allows itself,
     /// per API.
     pub connect_rates: ConnectRates,
+    /// `SECURITY_HUB`: `on` imports findings into Security Hub (default `off`).
+    pub security_hub: bool,
+    /// `CHAT_TOPIC_ARN`: where chat notifications go, besides the alerts.
+    pub chat_topic_arn: Option<String>,
+    /// `METRICS`: `on` writes one EMF document per pass (default `off`).
+    pub metrics: bool,
 }
 
 /// The settings as text, before validation.
@@ -49,6 +55,9 @@ pub struct RawSettings {
     pub work_queue_url: Option<String>,
     pub required_grant_operations: Option<String>,
     pub connect_api_rps: Option<String>,
+    pub security_hub: Option<String>,
+    pub chat_topic_arn: Option<String>,
+    pub metrics: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -75,6 +84,9 @@ impl RawSettings {
             work_queue_url: get("WORK_QUEUE_URL"),
             required_grant_operations: get("REQUIRED_GRANT_OPERATIONS"),
             connect_api_rps: get("CONNECT_API_RPS"),
+            security_hub: get("SECURITY_HUB"),
+            chat_topic_arn: get("CHAT_TOPIC_ARN"),
+            metrics: get("METRICS"),
         }
     }
 }
@@ -86,7 +98,10 @@ impl Settings {
 
     pub fn parse(raw: RawSettings) -> Result<Self, ConfigError> {
         Ok(Settings {
-            alert_topic_arn: raw.alert_topic_arn.map(topic_arn).transpose()?,
+            alert_topic_arn: raw
+                .alert_topic_arn
+                .map(|arn| topic_arn("ALERT_TOPIC_ARN", arn))
+                .transpose()?,
             ledger_table: raw.ledger_table,
             reminder_interval: match raw.reminder_interval.as_deref().map(str::trim) {
                 None => Some(DEFAULT_REMINDER_INTERVAL),
@@ -109,6 +124,12 @@ impl Settings {
                 Some(rps) => connect_rates(&rps)?,
                 None => ConnectRates::all(DEFAULT_CONNECT_API_RPS),
             },
+            security_hub: switch("SECURITY_HUB", raw.security_hub.as_deref())?,
+            metrics: switch("METRICS", raw.metrics.as_deref())?,
+            chat_topic_arn: raw
+                .chat_topic_arn
+                .map(|arn| topic_arn("CHAT_TOPIC_ARN", arn))
+                .transpose()?,
         })
     }
 
@@ -120,13 +141,26 @@ impl Settings {
     }
 }
 
-fn topic_arn(value: String) -> Result<String, ConfigError> {
+/// An output that is `off` unless set `on`.
+fn switch(name: &'static str, value: Option<&str>) -> Result<bool, ConfigError> {
+    match value.map(str::trim) {
+        None | Some("off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid {
+            name,
+            value: other.to_owned(),
+            reason: "expected on or off".to_owned(),
+        }),
+    }
+}
+
+fn topic_arn(name: &'static str, value: String) -> Result<String, ConfigError> {
     let parts: Vec<&str> = value.split(':').collect();
     if parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && !parts[5].is_empty() {
         Ok(value)
     } else {
         Err(ConfigError::Invalid {
-            name: "ALERT_TOPIC_ARN",
+            name,
             value,
             reason: "expected arn:<partition>:sns:<region>:<account>:<topic>".to_owned(),
         })
@@ -249,6 +283,46 @@ mod tests {
 
     fn raw() -> RawSettings {
         RawSettings::default()
+    }
+
+    #[test]
+    fn outputs_are_off_by_default_and_named_when_wrong() {
+        let settings = Settings::parse(raw()).unwrap();
+        assert!(!settings.security_hub);
+        assert!(!settings.metrics);
+        assert_eq!(settings.chat_topic_arn, None);
+        let on = Settings::parse(RawSettings {
+            security_hub: Some("on".to_owned()),
+            chat_topic_arn: Some("arn:aws:sns:eu-west-2:123456789012:chat".to_owned()),
+            ..raw()
+        })
+        .unwrap();
+        assert!(on.security_hub);
+        assert!(on.chat_topic_arn.is_some());
+        let err = Settings::parse(RawSettings {
+            security_hub: Some("yes".to_owned()),
+            ..raw()
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "SECURITY_HUB",
+                ..
+            }
+        ));
+        let err = Settings::parse(RawSettings {
+            chat_topic_arn: Some("slack".to_owned()),
+            ..raw()
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "CHAT_TOPIC_ARN",
+                ..
+            }
+        ));
     }
 
     #[test]

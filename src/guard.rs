@@ -6,17 +6,18 @@ use std::collections::BTreeSet;
 
 use tracing::{info, warn};
 
+use crate::alert::asff::finding_id;
 use crate::alert::deliver::{Channel, NewDrift, Paging, deliver};
-use crate::alert::ledger::{Ledger, LedgerError, LedgerState};
+use crate::alert::ledger::{Archive, Ledger, LedgerError, LedgerState};
 use crate::alert::lifecycle::Coverage;
 use crate::alert::recheck::{self, NotSent};
+use crate::alert::securityhub::{self, ImportError, PassImport};
 use crate::alert::{self, PassContext, PublishError};
 use crate::aws::{Aws, ConnectPace, Source};
 use crate::config::{CONNECT_API_BURST, Settings};
 use crate::inventory::{self, Options};
-use crate::model::{Instance, KeyIndex, Observed, Snapshot, keys_of};
-use crate::report::{LedgerCounts, PassReport};
-use crate::rules;
+use crate::model::{Instance, KeyIndex, Snapshot, keys_of};
+use crate::report::{LedgerCounts, PassReport, Sent, metrics};
 use crate::trigger::work::{Recheck, message_group};
 use crate::trigger::{Scope, Trigger};
 
@@ -51,6 +52,10 @@ pub enum GuardError {
     Queue(#[from] NotSent),
     #[error("a re-check needs RECHECK_QUEUE_URL")]
     NoRecheckQueue,
+    #[error("chat notifications: {0}")]
+    Chat(PublishError),
+    #[error(transparent)]
+    SecurityHub(#[from] ImportError),
 }
 
 /// What the Lambda runtime reports for a failed invocation: one
@@ -63,6 +68,8 @@ impl From<GuardError> for lambda_runtime::Diagnostic {
             GuardError::NoRegion => "NoRegion",
             GuardError::Ledger(_) => "LedgerUnavailable",
             GuardError::Queue(_) | GuardError::NoRecheckQueue => "WorkNotQueued",
+            GuardError::Chat(_) => "ChatDeliveryFailed",
+            GuardError::SecurityHub(_) => "SecurityHubImportFailed",
         };
         lambda_runtime::Diagnostic {
             error_type: error_type.to_owned(),
@@ -96,6 +103,8 @@ impl Guard {
         opts: &Options,
         delivery: Delivery,
     ) -> Result<PassReport, GuardError> {
+        let started = std::time::Instant::now();
+        let calls_before = self.aws.calls.totals();
         let state = self.ledger_state(delivery).await?;
         let opts = Options {
             key_index: state.as_ref().map(|s| s.index.clone()),
@@ -108,7 +117,6 @@ impl Guard {
             self.update_key_index(&scope, &snapshot, &state.index)
                 .await?;
         }
-        let findings = rules::evaluate(&snapshot, &self.settings.rules);
         let context = PassContext {
             account: snapshot
                 .account
@@ -119,15 +127,7 @@ impl Guard {
             trigger,
             observed_at: now_rfc3339(),
         };
-        let mut report = PassReport {
-            scope,
-            context,
-            instances_checked: snapshot.instances.iter().filter(|i| i.checked).count(),
-            findings,
-            alerts_published: 0,
-            ledger: None,
-            deletion_pending: deletion_pending(&snapshot),
-        };
+        let mut report = PassReport::judge(scope, snapshot, context, &self.settings.rules);
         info!(
             scope = ?report.scope,
             instances_checked = report.instances_checked,
@@ -135,16 +135,26 @@ impl Guard {
             checks_incomplete = report.checks_incomplete(),
             "pass evaluated"
         );
-        if delivery != Delivery::ReportOnly {
-            let coverage = Coverage::of(&report.scope, &snapshot, &report.findings);
-            let new_drift = match delivery {
-                Delivery::Hold => NewDrift::Hold,
-                _ => NewDrift::Page,
-            };
-            self.deliver(&mut report, &coverage, new_drift, state.as_ref())
-                .await?;
+        let delivered = match delivery {
+            Delivery::ReportOnly => Ok(()),
+            Delivery::Publish | Delivery::Hold => {
+                let coverage = Coverage::of(&report.scope, &report.snapshot, &report.findings);
+                let new_drift = match delivery {
+                    Delivery::Hold => NewDrift::Hold,
+                    _ => NewDrift::Page,
+                };
+                self.deliver(&mut report, &coverage, new_drift, state.as_ref())
+                    .await
+            }
+        };
+        report.calls = self.aws.calls.totals().since(&calls_before);
+        report.duration = started.elapsed();
+        // Written for a pass that failed to deliver too: that is when the
+        // dashboard matters most.
+        if self.settings.metrics {
+            metrics::write_emf(&report, epoch_millis());
         }
-        Ok(report)
+        delivered.map(|()| report)
     }
 
     /// What the ledger holds, for a pass that publishes under one; read
@@ -266,8 +276,11 @@ impl Guard {
         Ok(())
     }
 
-    /// Sends the pass's pages: every finding without a ledger, its
-    /// lifecycle with one.
+    /// Sends the pass's pages (every finding without a ledger, its
+    /// lifecycle with one), then imports into Security Hub. A page that
+    /// could not be sent fails the pass at once, for the retry; a lost chat
+    /// notification or Security Hub finding fails it after everything else
+    /// was delivered.
     async fn deliver(
         &self,
         report: &mut PassReport,
@@ -275,47 +288,90 @@ impl Guard {
         new_drift: NewDrift,
         state: Option<&LedgerState>,
     ) -> Result<(), GuardError> {
-        let (Some(ledger), Some(state)) = (&self.ledger, state) else {
-            if report.findings.is_empty() {
-                return Ok(());
-            }
-            let topic = self.topic()?;
-            report.alerts_published =
-                alert::publish(&self.aws.sns, topic, &report.findings, &report.context)
-                    .await
-                    .inspect_err(|e| warn!(error = %e, "alerts not delivered"))?;
+        if self.ledger.is_none() && report.findings.is_empty() {
             return Ok(());
-        };
+        }
         let topic = self.topic()?;
+        let chat_topic = self.settings.chat_topic_arn.as_deref();
         let channel = Channel {
             sns: &self.aws.sns,
             topic,
+            chat_topic,
             ctx: &report.context,
         };
-        let paging = Paging {
-            reminder_interval: self.settings.reminder_interval.map(|d| d.as_secs() as i64),
-            new_drift,
-            now: epoch_now(),
+        let now = epoch_of(&report.context.observed_at);
+        let delivered = match (&self.ledger, state) {
+            (Some(ledger), Some(state)) => {
+                let paging = Paging {
+                    reminder_interval: self.settings.reminder_interval.map(|d| d.as_secs() as i64),
+                    new_drift,
+                    now,
+                    archive: if self.settings.security_hub {
+                        Archive::Pending
+                    } else {
+                        Archive::None
+                    },
+                };
+                deliver(ledger, state, &channel, &report.findings, coverage, paging)
+                    .await
+                    .inspect_err(|e| warn!(error = %e, "ledger unusable: nothing paged"))?
+            }
+            _ => alert::publish(&channel, &report.findings).await,
         };
-        let delivered = deliver(ledger, state, &channel, &report.findings, coverage, paging)
-            .await
-            .inspect_err(|e| warn!(error = %e, "ledger unusable: nothing paged"))?;
         report.alerts_published = delivered.published;
-        report.ledger = Some(LedgerCounts {
-            resolved: delivered.resolved,
+        report.opened = delivered.opened;
+        report.ledger = state.map(|_| LedgerCounts {
+            resolved: delivered.resolved.len(),
             muted: delivered.muted,
             rechecks_scheduled: 0,
-            held: delivered.held,
+            held: delivered.held.len(),
         });
-        if let Some(first) = delivered.failures.first() {
-            return Err(GuardError::Publish(PublishError {
-                topic: topic.to_owned(),
-                failed: delivered.failures.len(),
-                total: delivered.failures.len() + delivered.published,
-                first_reason: first.clone(),
-            }));
+        if let Some(error) = failed(topic, &delivered.failures, delivered.published) {
+            warn!(%error, "alerts not delivered");
+            return Err(GuardError::Publish(error));
         }
-        Ok(())
+        let import =
+            securityhub::pass_findings(&report.context, &report.findings, state, &delivered, now);
+        let imported = self.import_findings(report, &import).await;
+        report.sent = Some(Sent {
+            asff: import.findings,
+            chat: delivered.chat,
+        });
+        let chat = failed(
+            chat_topic.unwrap_or_default(),
+            &delivered.chat_failures,
+            delivered.published - delivered.chat_failures.len(),
+        );
+        if let Some(error) = chat {
+            return Err(GuardError::Chat(error));
+        }
+        imported
+    }
+
+    /// Imports the pass's findings into Security Hub, when it is on, and
+    /// notes in the ledger each resolution archived there.
+    async fn import_findings(
+        &self,
+        report: &mut PassReport,
+        import: &PassImport,
+    ) -> Result<(), GuardError> {
+        if !self.settings.security_hub {
+            return Ok(());
+        }
+        let imported = securityhub::import(&self.aws.securityhub, &import.findings).await;
+        let failed_ids = match &imported {
+            Ok(_) => Default::default(),
+            Err(e) => e.failed_ids.clone(),
+        };
+        report.security_hub_imported = Some(import.findings.len() - failed_ids.len());
+        if let Some(ledger) = &self.ledger {
+            for fingerprint in &import.archived {
+                if !failed_ids.contains(&finding_id(fingerprint)) {
+                    ledger.archived(fingerprint).await?;
+                }
+            }
+        }
+        imported.map(|_| ()).map_err(GuardError::SecurityHub)
     }
 
     fn topic(&self) -> Result<&str, GuardError> {
@@ -326,21 +382,30 @@ impl Guard {
     }
 }
 
-/// Whether a deletion task the pass read is still taking a role that the
-/// pass could still read.
-fn deletion_pending(snapshot: &Snapshot) -> bool {
-    snapshot.slr_deletions.iter().any(|deletion| {
-        let going = matches!(deletion.status, Observed::Found(s) if s.removes_the_role());
-        let still_there = snapshot.roles.values().any(|role| {
-            role.found()
-                .is_some_and(|r| r.name.eq_ignore_ascii_case(&deletion.role_name))
-        });
-        going && still_there
+/// The error for `failures` among `sent + failures` messages to `topic`.
+fn failed(topic: &str, failures: &[String], sent: usize) -> Option<PublishError> {
+    Some(PublishError {
+        topic: topic.to_owned(),
+        failed: failures.len(),
+        total: failures.len() + sent,
+        first_reason: failures.first()?.clone(),
     })
 }
 
 /// How long to wait before looking again at an SLR deletion task.
 const DELETION_RECHECK_SECS: i64 = 300;
+
+/// Epoch seconds of an RFC 3339 time the guard wrote.
+fn epoch_of(time: &str) -> i64 {
+    aws_smithy_types::DateTime::from_str(time, aws_smithy_types::date_time::Format::DateTime)
+        .map_or_else(|_| epoch_now(), |t| t.secs())
+}
+
+fn epoch_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 pub fn epoch_now() -> i64 {
     std::time::SystemTime::now()

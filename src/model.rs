@@ -339,6 +339,19 @@ pub fn key_uses<'a>(snapshot: &'a Snapshot, instance: &'a Instance) -> Vec<(&'a 
 }
 
 impl Snapshot {
+    /// Whether a deletion task the pass read is still taking a role that the
+    /// pass could still read.
+    pub fn deletion_pending(&self) -> bool {
+        self.slr_deletions.iter().any(|deletion| {
+            let going = matches!(deletion.status, Observed::Found(s) if s.removes_the_role());
+            let still_there = self.roles.values().any(|role| {
+                role.found()
+                    .is_some_and(|r| r.name.eq_ignore_ascii_case(&deletion.role_name))
+            });
+            going && still_there
+        })
+    }
+
     /// The customer managed key a Kinesis or Firehose stream is encrypted
     /// with, when the pass read one.
     pub fn stream_key(&self, arn: &str) -> Option<&str> {

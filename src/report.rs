@@ -2,11 +2,21 @@
 //! the CLI's `--format json` are the same document; the CLI also prints it
 //! as a table or as the alert texts on-call receives.
 
-use serde::Serialize;
+pub mod metrics;
+mod sarif;
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::asff::AsffFinding;
+use crate::alert::chat::ChatNotification;
 use crate::alert::{self, Alert, PassContext};
+use crate::aws::CallTotals;
 use crate::finding::{Finding, RuleId};
-use crate::trigger::Scope;
+use crate::model::Snapshot;
+use crate::rules::{self, RuleSettings};
+use crate::trigger::{Scope, Trigger};
 
 #[derive(Debug)]
 pub struct PassReport {
@@ -15,11 +25,32 @@ pub struct PassReport {
     pub instances_checked: usize,
     pub findings: Vec<Finding>,
     pub alerts_published: usize,
+    /// OPEN pages sent: drifts new to on-call.
+    pub opened: usize,
     /// What the ledger did, when there is one.
     pub ledger: Option<LedgerCounts>,
+    /// Findings imported into Security Hub, when it is on.
+    pub security_hub_imported: Option<usize>,
+    /// What a delivering pass sent, or would have sent, beyond e-mail.
+    pub sent: Option<Sent>,
     /// An SLR deletion the pass saw started is still going: the role could
     /// be read, but is on its way out.
     pub deletion_pending: bool,
+    /// What the pass read, as `audit --save-snapshot` writes it.
+    pub snapshot: Snapshot,
+    /// AWS requests the pass made, by service.
+    pub calls: CallTotals,
+    pub duration: Duration,
+}
+
+/// A delivering pass's outputs beyond e-mail, as sent: under a ledger they
+/// follow its lifecycle, so they differ from the findings.
+#[derive(Debug, Clone, Default)]
+pub struct Sent {
+    /// The Security Hub import (whether or not `SECURITY_HUB` is on).
+    pub asff: Vec<AsffFinding>,
+    /// Every page, as a chat notification.
+    pub chat: Vec<ChatNotification>,
 }
 
 /// The ledger's share of a pass.
@@ -32,6 +63,58 @@ pub struct LedgerCounts {
     pub held: usize,
 }
 
+pub const SNAPSHOT_SCHEMA: &str = "connect-slr-guard/snapshot/v1";
+
+/// A pass's snapshot as `audit --save-snapshot` writes it and `evaluate`
+/// reads it: what was read and when, plain data (no credentials).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedPass {
+    pub schema: String,
+    pub scope: Scope,
+    pub trigger: Trigger,
+    pub observed_at: String,
+    pub snapshot: Snapshot,
+}
+
+impl SavedPass {
+    pub fn of(report: &PassReport) -> SavedPass {
+        SavedPass {
+            schema: SNAPSHOT_SCHEMA.to_owned(),
+            scope: report.scope.clone(),
+            trigger: report.context.trigger.clone(),
+            observed_at: report.context.observed_at.clone(),
+            snapshot: report.snapshot.clone(),
+        }
+    }
+
+    /// Reads a saved pass, refusing another schema.
+    pub fn parse(bytes: &[u8]) -> Result<SavedPass, String> {
+        let saved: SavedPass = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if saved.schema != SNAPSHOT_SCHEMA {
+            return Err(format!(
+                "schema {:?} is not {SNAPSHOT_SCHEMA}",
+                saved.schema
+            ));
+        }
+        Ok(saved)
+    }
+
+    /// The rules' verdict on the saved snapshot, as of when it was read.
+    pub fn evaluate(self, rules: &RuleSettings) -> PassReport {
+        let context = PassContext {
+            account: self
+                .snapshot
+                .account
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned()),
+            region: self.snapshot.region.clone(),
+            trigger: self.trigger,
+            observed_at: self.observed_at,
+        };
+        PassReport::judge(self.scope, self.snapshot, context, rules)
+    }
+}
+
 /// How a report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -41,6 +124,12 @@ pub enum Format {
     Json,
     /// Each alert as the text on-call receives by email.
     Text,
+    /// The findings as Security Hub imports them (AWS Security Finding Format).
+    Asff,
+    /// The chat notifications (Amazon Q Developer in chat applications).
+    Chat,
+    /// SARIF 2.1.0, for CI pipelines that gate on findings.
+    Sarif,
 }
 
 /// The report as a document: the Lambda's response and the CLI's JSON.
@@ -54,6 +143,8 @@ struct Document<'a> {
     alerts_published: usize,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     ledger: Option<LedgerCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    security_hub_imported: Option<usize>,
     findings: Vec<Alert<'a>>,
 }
 
@@ -66,6 +157,7 @@ impl Serialize for PassReport {
             checks_incomplete: self.checks_incomplete(),
             alerts_published: self.alerts_published,
             ledger: self.ledger,
+            security_hub_imported: self.security_hub_imported,
             findings: self.alerts(),
         }
         .serialize(serializer)
@@ -73,6 +165,30 @@ impl Serialize for PassReport {
 }
 
 impl PassReport {
+    /// The rules' verdict on `snapshot`, before anything is sent.
+    pub fn judge(
+        scope: Scope,
+        snapshot: Snapshot,
+        context: PassContext,
+        rules: &RuleSettings,
+    ) -> PassReport {
+        PassReport {
+            scope,
+            context,
+            instances_checked: snapshot.instances.iter().filter(|i| i.checked).count(),
+            findings: rules::evaluate(&snapshot, rules),
+            alerts_published: 0,
+            opened: 0,
+            ledger: None,
+            security_hub_imported: None,
+            sent: None,
+            deletion_pending: snapshot.deletion_pending(),
+            snapshot,
+            calls: CallTotals::default(),
+            duration: Duration::ZERO,
+        }
+    }
+
     pub fn alerts(&self) -> Vec<Alert<'_>> {
         self.findings
             .iter()
@@ -90,15 +206,32 @@ impl PassReport {
     pub fn render(&self, format: Format) -> String {
         match format {
             Format::Table => self.table(),
-            Format::Json => {
-                let mut json = serde_json::to_string_pretty(self).unwrap_or_default();
-                json.push('\n');
-                json
-            }
+            Format::Json => pretty(self),
             Format::Text => {
                 let texts: Vec<String> = self.alerts().iter().map(alert::text).collect();
                 texts.join("\n---\n\n")
             }
+            Format::Asff => match &self.sent {
+                Some(sent) => pretty(&sent.asff),
+                None => pretty(
+                    &self
+                        .alerts()
+                        .iter()
+                        .map(AsffFinding::from_alert)
+                        .collect::<Vec<_>>(),
+                ),
+            },
+            Format::Chat => match &self.sent {
+                Some(sent) => pretty(&sent.chat),
+                None => pretty(
+                    &self
+                        .alerts()
+                        .iter()
+                        .map(ChatNotification::from_alert)
+                        .collect::<Vec<_>>(),
+                ),
+            },
+            Format::Sarif => pretty(&sarif::sarif(self)),
         }
     }
 
@@ -133,6 +266,12 @@ impl PassReport {
         }
         out
     }
+}
+
+fn pretty(value: &impl Serialize) -> String {
+    let mut json = serde_json::to_string_pretty(value).unwrap_or_default();
+    json.push('\n');
+    json
 }
 
 fn table_row(finding: &Finding) -> Vec<String> {
@@ -205,9 +344,7 @@ pub fn listing<T: Serialize>(
     format: Format,
 ) -> String {
     if format == Format::Json {
-        let mut json = serde_json::to_string_pretty(items).unwrap_or_default();
-        json.push('\n');
-        return json;
+        return pretty(&items);
     }
     if items.is_empty() {
         return "none\n".to_owned();

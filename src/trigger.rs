@@ -4,7 +4,7 @@
 //! they are validated here and the truth is re-read from the AWS APIs.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::{SLR_NAME_PREFIX, has_slr_prefix};
@@ -17,7 +17,7 @@ pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 pub const MAX_TEXT_CHARS: usize = 256;
 
 /// What one pass re-verifies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "target", rename_all = "snake_case")]
 pub enum Scope {
     /// Every instance in the account and Region.
@@ -57,8 +57,14 @@ impl Serialize for RoleRef {
     }
 }
 
+impl<'de> Deserialize<'de> for RoleRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|name| RoleRef::from(name.as_str()))
+    }
+}
+
 /// Who or what started the pass, as carried into alerts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
     pub kind: TriggerKind,
     pub event_name: Option<String>,
@@ -71,7 +77,7 @@ pub struct Trigger {
     pub settles: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerKind {
     /// An EventBridge event about a change.

@@ -9,29 +9,82 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use tracing::{info, warn};
 
-use super::ledger::{Claim, Ledger, LedgerError, LedgerState};
+use super::chat::ChatNotification;
+use super::ledger::{Archive, Claim, Ledger, LedgerError, LedgerState};
 use super::lifecycle::{Coverage, Decision, Record, ResolvedReason, decide};
-use super::{Alert, PassContext, Status, publish_alert};
+use super::{Alert, PassContext, Status, chat, publish_alert};
 use crate::finding::Finding;
 
 /// What delivery did.
 #[derive(Debug, Default)]
 pub struct Delivered {
     pub published: usize,
-    pub resolved: usize,
-    /// New drifts held back while a KMS change settles.
-    pub held: usize,
+    /// OPEN pages sent: drifts new to on-call.
+    pub opened: usize,
+    /// The drifts resolved, as the ledger last held them.
+    pub resolved: Vec<(Record, ResolvedReason)>,
+    /// Fingerprints of new drifts held back while a KMS change settles.
+    pub held: BTreeSet<String>,
     /// Drifts a mute kept from paging.
     pub muted: usize,
     /// Why pages could not be sent; each was released for the retry.
     pub failures: Vec<String>,
+    /// Why chat notifications could not be sent; their pages went out.
+    pub chat_failures: Vec<String>,
+    /// Every page sent, as a chat notification (what `--format chat` shows).
+    pub chat: Vec<ChatNotification>,
 }
 
 /// Where and how pages go.
 pub struct Channel<'a> {
     pub sns: &'a aws_sdk_sns::Client,
     pub topic: &'a str,
+    /// `CHAT_TOPIC_ARN`: each page is also sent there as a chat notification.
+    pub chat_topic: Option<&'a str>,
     pub ctx: &'a PassContext,
+}
+
+/// What sending one alert did: the page, and its echo to chat (`Ok` when
+/// there is no chat topic).
+pub struct Outcome {
+    pub page: Result<(), String>,
+    pub chat: Result<(), String>,
+    pub notification: ChatNotification,
+}
+
+impl Channel<'_> {
+    /// Pages `alert`, then echoes it to chat. A chat notification is sent
+    /// only after its page went out and is never retried on its own, which
+    /// would page on-call twice.
+    pub async fn send(&self, alert: &Alert<'_>) -> Outcome {
+        let page = publish_alert(self.sns, self.topic, alert).await;
+        let notification = ChatNotification::from_alert(alert);
+        let chat = match (self.chat_topic, &page) {
+            (Some(chat_topic), Ok(())) => chat::publish(self.sns, chat_topic, &notification).await,
+            _ => Ok(()),
+        };
+        if let Err(reason) = &chat {
+            warn!(fingerprint = %alert.fingerprint, %reason, "chat notification not sent");
+        }
+        Outcome {
+            page,
+            chat,
+            notification,
+        }
+    }
+}
+
+impl Delivered {
+    /// Counts `outcome`; the error is why the page was not sent.
+    pub fn count(&mut self, outcome: Outcome) -> Result<(), String> {
+        if let Err(reason) = outcome.chat {
+            self.chat_failures.push(reason);
+        }
+        outcome.page?;
+        self.published += 1;
+        self.chat.push(outcome.notification);
+        Ok(())
+    }
 }
 
 /// One change to make: what to send, and the record to commit after.
@@ -60,6 +113,8 @@ pub struct Paging {
     pub new_drift: NewDrift,
     /// Epoch seconds of the pass.
     pub now: i64,
+    /// What a resolution leaves for Security Hub.
+    pub archive: Archive,
 }
 
 pub async fn deliver(
@@ -74,6 +129,7 @@ pub async fn deliver(
         reminder_interval,
         new_drift,
         now,
+        archive,
     } = paging;
     let (account, region) = (&channel.ctx.account, &channel.ctx.region);
     let found: BTreeMap<String, &Finding> = findings
@@ -89,8 +145,8 @@ pub async fn deliver(
     let mut delivered = Delivered::default();
     for decision in decide(now, &found, records, coverage, reminder_interval, &muted) {
         let page = match decision {
-            Decision::Open(_) if new_drift == NewDrift::Hold => {
-                delivered.held += 1;
+            Decision::Open(fp) if new_drift == NewDrift::Hold => {
+                delivered.held.insert(fp);
                 continue;
             }
             Decision::Open(fp) => opened(&found, records, fp, Status::Open, now),
@@ -107,7 +163,7 @@ pub async fn deliver(
                 continue;
             }
         };
-        send(ledger, channel, page, now, &mut delivered).await?;
+        send(ledger, channel, page, (now, archive), &mut delivered).await?;
     }
     Ok(delivered)
 }
@@ -160,7 +216,7 @@ async fn send(
     ledger: &Ledger,
     channel: &Channel<'_>,
     page: Page<'_>,
-    now: i64,
+    (now, archive): (i64, Archive),
     delivered: &mut Delivered,
 ) -> Result<(), LedgerError> {
     let fingerprint = &page.record.fingerprint;
@@ -176,21 +232,22 @@ async fn send(
         rfc3339(page.record.first_seen),
         page.resolved.map(ResolvedReason::as_str),
     );
-    if let Err(reason) = publish_alert(channel.sns, channel.topic, &alert).await {
+    if let Err(reason) = delivered.count(channel.send(&alert).await) {
         warn!(%fingerprint, %reason, "page not sent; claim released for the retry");
         delivered.failures.push(reason);
         return ledger.release(fingerprint).await;
     }
-    delivered.published += 1;
-    if page.resolved.is_some() {
-        delivered.resolved += 1;
+    match (page.status, page.resolved) {
+        (_, Some(reason)) => delivered.resolved.push((page.record.clone(), reason)),
+        (Status::Open, None) => delivered.opened += 1,
+        _ => {}
     }
     ledger
-        .commit(&page.record, page.resolved.is_some(), now)
+        .commit(&page.record, page.resolved.map(|_| archive), now)
         .await
 }
 
-fn rfc3339(epoch_seconds: i64) -> String {
+pub fn rfc3339(epoch_seconds: i64) -> String {
     DateTime::from_secs(epoch_seconds)
         .fmt(Format::DateTime)
         .unwrap_or_default()

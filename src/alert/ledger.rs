@@ -17,6 +17,16 @@ use crate::model::KeyIndex;
 
 /// How long a claim holds before another pass may take the fingerprint over.
 pub const CLAIM_LEASE_SECS: i64 = 120;
+/// Whether a resolution still has to be archived in Security Hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archive {
+    /// Security Hub is off: nothing to archive.
+    None,
+    /// Kept as pending until the ARCHIVED finding is imported, so a failed
+    /// import is retried by the next pass.
+    Pending,
+}
+
 /// How long a RESOLVED record is kept (DynamoDB TTL) for `findings` and audits.
 pub const RESOLVED_RETENTION_SECS: i64 = 30 * 86_400;
 
@@ -39,6 +49,8 @@ pub struct LedgerError {
 pub struct LedgerState {
     /// Open records (sent or not), by fingerprint.
     pub records: BTreeMap<String, Record>,
+    /// Resolved records whose Security Hub finding is not archived yet.
+    pub unarchived: BTreeMap<String, Record>,
     /// Every mute, active or not.
     pub mutes: Vec<Mute>,
     pub index: KeyIndex,
@@ -87,7 +99,7 @@ impl Ledger {
             .scan()
             .table_name(&self.table)
             .filter_expression(
-                "(kind = :finding AND #state = :open) OR kind = :mute OR kind = :keys OR pk = :marker",
+                "(kind = :finding AND (#state = :open OR attribute_exists(archive_pending))) OR kind = :mute OR kind = :keys OR pk = :marker",
             )
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":finding", s(KIND_FINDING))
@@ -112,7 +124,12 @@ impl Ledger {
                 (Some(INDEX_MARKER), _) => state.index.complete = true,
                 (_, Some(KIND_FINDING)) => {
                     let record = record_of(item).map_err(|e| self.error(e))?;
-                    state.records.insert(record.fingerprint.clone(), record);
+                    let records = if text("state") == Some(OPEN) {
+                        &mut state.records
+                    } else {
+                        &mut state.unarchived
+                    };
+                    records.insert(record.fingerprint.clone(), record);
                 }
                 (_, Some(KIND_MUTE)) => {
                     let json =
@@ -284,13 +301,16 @@ impl Ledger {
     pub async fn commit(
         &self,
         record: &Record,
-        resolved: bool,
+        resolved: Option<Archive>,
         now: i64,
     ) -> Result<(), LedgerError> {
-        let mut item =
-            item_of(record, if resolved { RESOLVED } else { OPEN }).map_err(|e| self.error(e))?;
-        if resolved {
+        let state = if resolved.is_some() { RESOLVED } else { OPEN };
+        let mut item = item_of(record, state).map_err(|e| self.error(e))?;
+        if let Some(archive) = resolved {
             item.insert("ttl".to_owned(), n(now + RESOLVED_RETENTION_SECS));
+            if archive == Archive::Pending {
+                item.insert("archive_pending".to_owned(), AttributeValue::Bool(true));
+            }
         }
         let result = self
             .client
@@ -302,6 +322,28 @@ impl Ledger {
             .send()
             .await;
         self.done(result)
+    }
+
+    /// Notes that a resolved drift's Security Hub finding is archived.
+    pub async fn archived(&self, fingerprint: &str) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(fingerprint))
+            .update_expression("REMOVE archive_pending")
+            .condition_expression("#state = :resolved")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":resolved", s(RESOLVED))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(conditional);
+        match result {
+            // Reopened meanwhile: the open record has nothing to archive.
+            Ok(()) | Err(Conditional::Failed) => Ok(()),
+            Err(Conditional::Other(reason)) => Err(self.error(reason)),
+        }
     }
 
     /// Gives a claim up without a change (the page could not be sent), so

@@ -2,7 +2,11 @@
 //! `connect-slr-guard/alert/v1` document and its readable text; [`publish`]
 //! sends one SNS message per finding. Under a ledger, [`lifecycle`] decides
 //! what to page (OPEN once, REMINDER, RESOLVED) and [`ledger`] remembers it.
+//! The same alerts also go, when configured, to Security Hub ([`asff`],
+//! [`securityhub`]) and to a chat channel ([`chat`]).
 
+pub mod asff;
+pub mod chat;
 pub mod deliver;
 pub mod ledger;
 pub mod lifecycle;
@@ -10,6 +14,7 @@ pub mod mute;
 mod publish;
 pub mod recheck;
 mod render;
+pub mod securityhub;
 
 pub use publish::{PublishError, publish, publish_alert};
 pub use render::{Alert, SCHEMA, Status, sns_message, subject, text};

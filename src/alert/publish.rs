@@ -6,7 +6,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use futures_util::{StreamExt, stream};
 
-use super::PassContext;
+use super::deliver::{Channel, Delivered, Outcome};
 use super::render::{Alert, sns_message, subject};
 use crate::aws::ReadError;
 use crate::finding::Finding;
@@ -22,37 +22,21 @@ pub struct PublishError {
     pub first_reason: String,
 }
 
-/// Publishes every finding; returns how many were sent.
-pub async fn publish(
-    sns: &Client,
-    topic: &str,
-    findings: &[Finding],
-    ctx: &PassContext,
-) -> Result<usize, PublishError> {
-    let results: Vec<Result<(), String>> = stream::iter(findings)
-        .map(|finding| publish_one(sns, topic, finding, ctx))
+/// Sends every finding as an OPEN page (and to chat), without a ledger.
+pub async fn publish(channel: &Channel<'_>, findings: &[Finding]) -> Delivered {
+    let outcomes: Vec<Outcome> = stream::iter(findings)
+        .map(|finding| async { channel.send(&Alert::open(finding, channel.ctx)).await })
         .buffer_unordered(PUBLISH_CONCURRENCY)
         .collect()
         .await;
-    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
-    match failures.first() {
-        None => Ok(findings.len()),
-        Some(first) => Err(PublishError {
-            topic: topic.to_owned(),
-            failed: failures.len(),
-            total: findings.len(),
-            first_reason: first.clone(),
-        }),
+    let mut delivered = Delivered::default();
+    for outcome in outcomes {
+        if let Err(reason) = delivered.count(outcome) {
+            delivered.failures.push(reason);
+        }
     }
-}
-
-async fn publish_one(
-    sns: &Client,
-    topic: &str,
-    finding: &Finding,
-    ctx: &PassContext,
-) -> Result<(), String> {
-    publish_alert(sns, topic, &Alert::open(finding, ctx)).await
+    delivered.opened = delivered.published;
+    delivered
 }
 
 /// Publishes one alert; the error is the reason it could not be sent.

@@ -6,6 +6,8 @@ use std::error::Error;
 
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 
+use crate::text::clip;
+
 const NOT_FOUND_CODES: &[&str] = &[
     "NoSuchEntity",
     "NotFoundException",
@@ -30,9 +32,9 @@ where
                 return ReadError::NotFound;
             }
             let message = err.message().unwrap_or("no message");
-            return ReadError::Failed(clip(&format!("{code}: {message}")));
+            return ReadError::Failed(clip(&format!("{code}: {message}"), MAX_REASON_CHARS));
         }
-        ReadError::Failed(clip(&error_chain(&err)))
+        ReadError::Failed(clip(&error_chain(&err), MAX_REASON_CHARS))
     }
 }
 
@@ -58,11 +60,4 @@ fn error_chain(err: &(dyn Error + 'static)) -> String {
         next = current.source();
     }
     parts.join(": ")
-}
-
-fn clip(text: &str) -> String {
-    match text.char_indices().nth(MAX_REASON_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
 }

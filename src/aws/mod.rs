@@ -2,6 +2,7 @@
 //! AWS settings, and how their errors are judged. Shared by the inventory
 //! (reads) and the alerts (SNS).
 
+mod calls;
 mod error;
 mod https;
 mod pace;
@@ -9,6 +10,7 @@ mod pace;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use calls::{CallCounts, CallTotals, Service, is_throttling};
 pub use error::ReadError;
 pub use pace::{ConnectApi, ConnectPace, ConnectRates, Pace};
 
@@ -24,6 +26,9 @@ pub struct Aws {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub sts: aws_sdk_sts::Client,
+    pub securityhub: aws_sdk_securityhub::Client,
+    /// Every request each client sent, for the pass's metrics.
+    pub calls: Arc<CallCounts>,
     /// Every Amazon Connect request waits for a slot of its API here first.
     pub connect_pace: Arc<ConnectPace>,
     pub region: String,
@@ -39,17 +44,30 @@ pub struct Source {
 
 impl Aws {
     pub fn new(config: &aws_config::SdkConfig, connect_pace: ConnectPace) -> Self {
+        let calls = Arc::new(CallCounts::default());
+        // Each client counts its requests through the same interceptor.
+        macro_rules! client {
+            ($sdk:ident, $service:ident) => {
+                $sdk::Client::from_conf(
+                    $sdk::config::Builder::from(config)
+                        .interceptor(calls.interceptor(Service::$service))
+                        .build(),
+                )
+            };
+        }
         Aws {
-            connect: aws_sdk_connect::Client::new(config),
-            profiles: aws_sdk_customerprofiles::Client::new(config),
-            iam: aws_sdk_iam::Client::new(config),
-            kms: aws_sdk_kms::Client::new(config),
-            kinesis: aws_sdk_kinesis::Client::new(config),
-            firehose: aws_sdk_firehose::Client::new(config),
-            sns: aws_sdk_sns::Client::new(config),
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            sqs: aws_sdk_sqs::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
+            connect: client!(aws_sdk_connect, Connect),
+            profiles: client!(aws_sdk_customerprofiles, CustomerProfiles),
+            iam: client!(aws_sdk_iam, Iam),
+            kms: client!(aws_sdk_kms, Kms),
+            kinesis: client!(aws_sdk_kinesis, Kinesis),
+            firehose: client!(aws_sdk_firehose, Firehose),
+            sns: client!(aws_sdk_sns, Sns),
+            dynamodb: client!(aws_sdk_dynamodb, DynamoDb),
+            sqs: client!(aws_sdk_sqs, Sqs),
+            sts: client!(aws_sdk_sts, Sts),
+            securityhub: client!(aws_sdk_securityhub, SecurityHub),
+            calls,
             connect_pace: Arc::new(connect_pace),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         }

@@ -16,7 +16,7 @@ use connect_slr_guard::config::{RawSettings, Settings, parse_duration};
 use connect_slr_guard::finding::RuleId;
 use connect_slr_guard::guard::{Delivery, Guard, epoch_now};
 use connect_slr_guard::inventory::{Options, Progress};
-use connect_slr_guard::report::{Format, MuteView, OpenFinding, listing};
+use connect_slr_guard::report::{Format, MuteView, OpenFinding, PassReport, SavedPass, listing};
 use connect_slr_guard::trigger::work::WorkItem;
 use connect_slr_guard::trigger::{self, Parsed, Scope, Trigger};
 
@@ -69,6 +69,14 @@ struct Cli {
     /// documented quota, 2).
     #[arg(long, global = true, env = "CONNECT_API_RPS", value_name = "RPS")]
     connect_api_rps: Option<String>,
+    /// `on`: with --publish, also import the findings into Security Hub
+    /// (the account's default product).
+    #[arg(long, global = true, env = "SECURITY_HUB", value_name = "on|off")]
+    security_hub: Option<String>,
+    /// With --publish, also send each alert to this SNS topic as an Amazon Q
+    /// Developer in chat applications custom notification.
+    #[arg(long, global = true, env = "CHAT_TOPIC_ARN", value_name = "ARN")]
+    chat_topic_arn: Option<String>,
     /// More log detail on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -77,7 +85,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Sweep every instance in the account and Region.
-    Audit,
+    Audit {
+        /// Also write what the sweep read to FILE (plain data, no
+        /// credentials), for `evaluate`.
+        #[arg(long, value_name = "FILE")]
+        save_snapshot: Option<PathBuf>,
+    },
+    /// Re-run the rules on a snapshot `audit --save-snapshot` wrote, offline
+    /// (no AWS call), as of when it was read.
+    Evaluate {
+        /// The snapshot file.
+        file: PathBuf,
+    },
     /// Run one saved EventBridge event through the pass the Lambda runs.
     CheckEvent {
         /// The event JSON file.
@@ -139,6 +158,10 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         work_queue_url: None,
         required_grant_operations: cli.required_grant_operations,
         connect_api_rps: cli.connect_api_rps,
+        security_hub: cli.security_hub,
+        chat_topic_arn: cli.chat_topic_arn,
+        // EMF belongs in a Lambda's log stream; the CLI's stdout is the report.
+        metrics: None,
     })
     .map_err(|e| e.to_string())?;
     let source = Source {
@@ -146,6 +169,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         profile: cli.profile,
     };
     let format = cli.format;
+    let pass_format = matches!(
+        cli.command,
+        Command::Audit { .. } | Command::CheckEvent { .. } | Command::Evaluate { .. }
+    );
+    if !pass_format && matches!(format, Format::Asff | Format::Chat | Format::Sarif) {
+        return Err("--format asff, chat and sarif show a pass: use them with audit, check-event or evaluate".to_owned());
+    }
+    let mut save_to = None;
     let (scope, trigger, account) = match cli.command {
         Command::Mute(target) => return mute(&ledger_guard(settings, source).await?, target).await,
         Command::Mutes => return list_mutes(&ledger_guard(settings, source).await?, format).await,
@@ -160,7 +191,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let triggers = trigger::catalogue();
             return print_catalogue(triggers_table(&triggers), triggers, format);
         }
-        Command::Audit => (Scope::Everything, Trigger::audit(), None),
+        Command::Evaluate { file } => return evaluate(&file, &settings, format),
+        Command::Audit { save_snapshot } => {
+            save_to = save_snapshot;
+            (Scope::Everything, Trigger::audit(), None)
+        }
         Command::CheckEvent { file } => match read_event(&file)? {
             (Parsed::Check { scope, trigger }, account) => (scope, trigger, account),
             (Parsed::Ignore { reason, .. }, _) => {
@@ -186,12 +221,29 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         .run(scope, trigger, &opts, delivery)
         .await
         .map_err(|e| e.to_string())?;
-    write_stdout(&report.render(cli.format))?;
+    if let Some(path) = save_to {
+        let saved =
+            serde_json::to_vec_pretty(&SavedPass::of(&report)).map_err(|e| e.to_string())?;
+        std::fs::write(&path, saved)
+            .map_err(|e| format!("cannot write the snapshot to {}: {e}", path.display()))?;
+    }
+    finish(&report, format)
+}
+
+/// Prints the report; the exit status says whether it found anything.
+fn finish(report: &PassReport, format: Format) -> Result<ExitCode, String> {
+    write_stdout(&report.render(format))?;
     Ok(if report.findings.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn evaluate(file: &PathBuf, settings: &Settings, format: Format) -> Result<ExitCode, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let saved = SavedPass::parse(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+    finish(&saved.evaluate(&settings.rules), format)
 }
 
 /// A guard with its ledger, for the commands that read or change it.
@@ -427,7 +479,7 @@ fn print_catalogue(
             let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
             write_stdout(&format!("{json}\n"))?;
         }
-        Format::Table | Format::Text => write_stdout(&table)?,
+        _ => write_stdout(&table)?,
     }
     Ok(ExitCode::SUCCESS)
 }

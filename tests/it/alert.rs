@@ -8,7 +8,6 @@ use aws_sdk_sns::operation::publish::{PublishError, PublishOutput};
 use aws_smithy_mocks::mock;
 use aws_smithy_types::error::ErrorMetadata;
 use connect_slr_guard::alert::{Alert, PassContext, SCHEMA, sns_message, subject, text};
-use connect_slr_guard::config::Settings;
 use connect_slr_guard::finding::{Finding, RuleId};
 use connect_slr_guard::guard::{Delivery, Guard, GuardError};
 use connect_slr_guard::inventory::Options;
@@ -33,17 +32,6 @@ fn context() -> PassContext {
         },
         observed_at: "2026-11-20T10:16:02Z".into(),
     }
-}
-
-fn grant_missing() -> Finding {
-    Finding::new(
-        RuleId::ProfilesKmsGrantMissing,
-        Some(INSTANCE_ARN),
-        DOMAIN_KEY,
-    )
-    .summary("KMS key has no grant for the SLR")
-    .details(json!({"used_for": "Customer Profiles domain amazon-connect-acme"}))
-    .remediation("aws kms create-grant ...")
 }
 
 #[test]
@@ -153,12 +141,6 @@ fn subject_is_short_printable_ascii() {
 /// Subject, message and attributes of one SNS publish.
 type Sent = (String, String, Vec<(String, String)>);
 
-fn settings() -> Settings {
-    let mut settings = Settings::parse(Default::default()).unwrap();
-    settings.alert_topic_arn = Some("arn:aws:sns:eu-west-2:111122223333:connect-slr-guard".into());
-    settings
-}
-
 #[tokio::test]
 async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
     let mut account = Account::healthy();
@@ -193,7 +175,7 @@ async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
     );
     let guard = Guard {
         aws: account.aws(),
-        settings: settings(),
+        settings: settings_with_topic(),
         ledger: None,
     };
     let report = guard
@@ -244,7 +226,7 @@ async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
 async fn check_instance(account: &Account, delivery: Delivery) -> Result<PassReport, GuardError> {
     let guard = Guard {
         aws: account.aws(),
-        settings: settings(),
+        settings: settings_with_topic(),
         ledger: None,
     };
     guard
@@ -257,21 +239,9 @@ async fn check_instance(account: &Account, delivery: Delivery) -> Result<PassRep
         .await
 }
 
-/// The healthy account with the SLR's managed policy detached: one finding.
-fn detached_policy_account() -> Account {
-    let mut account = Account::healthy();
-    account.iam.first(
-        "ListAttachedRolePolicies",
-        mock!(aws_sdk_iam::Client::list_attached_role_policies).then_output(|| {
-            aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesOutput::builder().build()
-        }),
-    );
-    account
-}
-
 #[tokio::test]
 async fn failed_publish_fails_the_pass() {
-    let mut account = detached_policy_account();
+    let mut account = Account::with_detached_policy();
     account.sns.first(
         "Publish",
         mock!(aws_sdk_sns::Client::publish).then_error(|| {
@@ -306,7 +276,7 @@ fn each_guard_failure_has_its_own_error_type() {
 
 #[tokio::test]
 async fn report_only_never_calls_sns() {
-    let account = detached_policy_account();
+    let account = Account::with_detached_policy();
     let report = check_instance(&account, Delivery::ReportOnly)
         .await
         .unwrap();
@@ -317,7 +287,7 @@ async fn report_only_never_calls_sns() {
 
 #[tokio::test]
 async fn the_report_document_is_the_lambda_response_and_the_cli_json() {
-    let account = detached_policy_account();
+    let account = Account::with_detached_policy();
     let report = check_instance(&account, Delivery::ReportOnly)
         .await
         .unwrap();

@@ -5,6 +5,7 @@ mod alert;
 mod catalogue;
 mod inventory;
 mod lifecycle;
+mod outputs;
 mod properties;
 mod rules;
 mod support;

@@ -29,9 +29,13 @@ use aws_sdk_kms::types::{GrantListEntry, GrantOperation, KeyManagerType, KeyMeta
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
 use connect_slr_guard::aws::{Aws, ConnectPace, ConnectRates};
+use connect_slr_guard::config::Settings;
+use connect_slr_guard::finding::{Finding, RuleId};
 use connect_slr_guard::model::{Snapshot, Unverified};
+use serde_json::json;
 
 pub const ACCOUNT: &str = "111122223333";
+pub const TOPIC_ARN: &str = "arn:aws:sns:eu-west-2:111122223333:connect-slr-guard";
 pub const INSTANCE_ID: &str = "11111111-2222-3333-4444-555555555555";
 pub const INSTANCE_ARN: &str =
     "arn:aws:connect:eu-west-2:111122223333:instance/11111111-2222-3333-4444-555555555555";
@@ -57,6 +61,25 @@ pub const TRUST_POLICY: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Stateme
 /// `inventory::the_mocked_healthy_account_reads_as_the_fixture` ties it to [`Account::healthy`].
 pub fn healthy_snapshot() -> Snapshot {
     serde_json::from_str(include_str!("../fixtures/healthy-snapshot.json")).expect("fixture parses")
+}
+
+/// The guard's settings with an alert topic, as the Lambda runs them.
+pub fn settings_with_topic() -> Settings {
+    let mut settings = Settings::parse(Default::default()).expect("defaults parse");
+    settings.alert_topic_arn = Some(TOPIC_ARN.into());
+    settings
+}
+
+/// The domain key's missing grant, as the rules report it.
+pub fn grant_missing() -> Finding {
+    Finding::new(
+        RuleId::ProfilesKmsGrantMissing,
+        Some(INSTANCE_ARN),
+        DOMAIN_KEY,
+    )
+    .summary("KMS key has no grant for the SLR")
+    .details(json!({"used_for": "Customer Profiles domain amazon-connect-acme"}))
+    .remediation("aws kms create-grant ...")
 }
 
 /// A read that failed for `reason`.
@@ -107,6 +130,7 @@ pub struct Account {
     pub firehose: Mocks,
     pub sns: Mocks,
     pub dynamodb: Mocks,
+    pub securityhub: Mocks,
 }
 
 pub fn summary(id: &str) -> InstanceSummary {
@@ -399,7 +423,19 @@ impl Account {
             firehose: Mocks::default(),
             sns: Mocks::default(),
             dynamodb: Mocks::default(),
+            securityhub: Mocks::default(),
         }
+    }
+
+    /// The healthy account with the SLR's managed policy detached: one finding.
+    pub fn with_detached_policy() -> Account {
+        let mut account = Account::healthy();
+        account.iam.first(
+            "ListAttachedRolePolicies",
+            mock!(aws_sdk_iam::Client::list_attached_role_policies)
+                .then_output(|| ListAttachedRolePoliciesOutput::builder().build()),
+        );
+        account
     }
 
     pub fn aws(&self) -> Aws {
@@ -418,6 +454,12 @@ impl Account {
             dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, self.dynamodb.rules()),
             sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, Vec::<Rule>::new().iter()),
             sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, Vec::<Rule>::new().iter()),
+            securityhub: mock_client!(
+                aws_sdk_securityhub,
+                RuleMode::MatchAny,
+                self.securityhub.rules()
+            ),
+            calls: std::sync::Arc::default(),
             connect_pace: std::sync::Arc::new(ConnectPace::new(&ConnectRates::all(1000.0), 1000)),
             region: "eu-west-2".to_owned(),
         }
@@ -443,6 +485,7 @@ impl Account {
             &self.firehose,
             &self.sns,
             &self.dynamodb,
+            &self.securityhub,
         ]
         .into_iter()
     }
