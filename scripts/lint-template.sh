@@ -3,10 +3,12 @@
 # template.yaml and deploy/*.yaml, then the template tests
 # (deploy/test_template.py: least privilege, the optional outputs' grants
 # per parameter, event patterns, completeness, the dashboard) and the
-# emulator deployment (deploy/test_emulator_deploy.py: both templates
+# emulator deployment (deploy/test_emulator_deploy.py: every template
 # created in moto's CloudFormation, the guard also with AlertEmail and with
-# SecurityHub=on, ChatTopic=create and Metrics=on, every reference resolved, every
-# sample event routed through the deployed rules).
+# SecurityHub=on, ChatTopic=create and Metrics=on (and Remediation=apply),
+# and in central mode with member stacks in two other accounts, every
+# reference resolved, every sample event routed through the deployed
+# rules, members' events through the organisation bus).
 # Needs no AWS account and no credentials: the Region is a placeholder.
 #
 # Installs its tools itself into a virtualenv of their own (default
@@ -27,9 +29,10 @@ export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 templates=(template.yaml deploy/*.yaml)
 
 echo "== cfn-lint $("$bin/cfn-lint" --version | awk '{print $2}')"
-# The guard may run in any Region; the forwarder only in us-east-1.
-"$bin/cfn-lint" --regions us-east-1 eu-west-2 ap-southeast-2 -- template.yaml
-"$bin/cfn-lint" --regions us-east-1 -- deploy/*.yaml
+# The guard and the member stack (deploy/member.yaml, a StackSet's) may run
+# in any Region; the forwarder only in us-east-1.
+"$bin/cfn-lint" --regions us-east-1 eu-west-2 ap-southeast-2 -- template.yaml deploy/member.yaml
+"$bin/cfn-lint" --regions us-east-1 -- deploy/iam-forwarder.yaml
 
 echo "== sam validate ($("$bin/sam" --version))"
 for t in "${templates[@]}"; do

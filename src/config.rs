@@ -2,6 +2,7 @@
 //! values fail at start-up with a message naming the setting.
 
 use crate::aws::{ConnectApi, ConnectRates};
+use crate::remediation::Mode;
 use crate::rules::RuleSettings;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ pub const DEFAULT_CONNECT_API_RPS: f64 = 2.0;
 pub const DEFAULT_REMINDER_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_SETTLE_WINDOW: Duration = Duration::from_secs(5 * 60);
 pub const CONNECT_API_BURST: u32 = 5;
+pub const DEFAULT_REMEDIATION_MAX_ACTIONS: usize = 5;
 const MAX_CONNECT_API_RPS: f64 = 1000.0;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +44,34 @@ pub struct Settings {
     pub chat_topic_arn: Option<String>,
     /// `METRICS`: `on` writes one EMF document per pass (default `off`).
     pub metrics: bool,
+    /// `REMEDIATION`: `off` (default), `dry-run` or `apply`.
+    pub remediation: Mode,
+    /// `REMEDIATION_MAX_ACTIONS`: fixes per pass above which the guard
+    /// pages instead of acting (default 5).
+    pub remediation_max_actions: usize,
+    /// Central mode (`MEMBER_ROLE_NAME` and friends); `None`: one account.
+    pub central: Option<Central>,
+    /// `SWEEP_REGIONS`: the Regions a sweep covers; empty: the function's own.
+    pub sweep_regions: Vec<String>,
+}
+
+/// Central mode: the guard checks other accounts through a role in each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Central {
+    /// `MEMBER_ROLE_NAME`: the role assumed in each member account.
+    pub role_name: String,
+    /// `MEMBER_EXTERNAL_ID`.
+    pub external_id: Option<String>,
+    /// `MEMBER_ACCOUNTS`.
+    pub accounts: MemberAccounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberAccounts {
+    /// Account ids as listed.
+    Listed(Vec<String>),
+    /// The organisation's ACTIVE accounts (`organizations:ListAccounts`).
+    Organization,
 }
 
 /// The settings as text, before validation.
@@ -58,6 +88,12 @@ pub struct RawSettings {
     pub security_hub: Option<String>,
     pub chat_topic_arn: Option<String>,
     pub metrics: Option<String>,
+    pub remediation: Option<String>,
+    pub remediation_max_actions: Option<String>,
+    pub member_role_name: Option<String>,
+    pub member_external_id: Option<String>,
+    pub member_accounts: Option<String>,
+    pub sweep_regions: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -87,6 +123,12 @@ impl RawSettings {
             security_hub: get("SECURITY_HUB"),
             chat_topic_arn: get("CHAT_TOPIC_ARN"),
             metrics: get("METRICS"),
+            remediation: get("REMEDIATION"),
+            remediation_max_actions: get("REMEDIATION_MAX_ACTIONS"),
+            member_role_name: get("MEMBER_ROLE_NAME"),
+            member_external_id: get("MEMBER_EXTERNAL_ID"),
+            member_accounts: get("MEMBER_ACCOUNTS"),
+            sweep_regions: get("SWEEP_REGIONS"),
         }
     }
 }
@@ -97,7 +139,14 @@ impl Settings {
     }
 
     pub fn parse(raw: RawSettings) -> Result<Self, ConfigError> {
+        let central = central(&raw)?;
+        let sweep_regions = match raw.sweep_regions.as_deref() {
+            None => Vec::new(),
+            Some(text) => regions(text)?,
+        };
         Ok(Settings {
+            central,
+            sweep_regions,
             alert_topic_arn: raw
                 .alert_topic_arn
                 .map(|arn| topic_arn("ALERT_TOPIC_ARN", arn))
@@ -126,6 +175,15 @@ impl Settings {
             },
             security_hub: switch("SECURITY_HUB", raw.security_hub.as_deref())?,
             metrics: switch("METRICS", raw.metrics.as_deref())?,
+            remediation: remediation_mode(raw.remediation.as_deref())?,
+            remediation_max_actions: match raw.remediation_max_actions.as_deref().map(str::trim) {
+                None => DEFAULT_REMEDIATION_MAX_ACTIONS,
+                Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+                    name: "REMEDIATION_MAX_ACTIONS",
+                    value: text.to_owned(),
+                    reason: "expected a whole number (0 never acts)".to_owned(),
+                })?,
+            },
             chat_topic_arn: raw
                 .chat_topic_arn
                 .map(|arn| topic_arn("CHAT_TOPIC_ARN", arn))
@@ -138,6 +196,97 @@ impl Settings {
         self.alert_topic_arn.as_deref().ok_or(ConfigError::Missing {
             name: "ALERT_TOPIC_ARN",
         })
+    }
+}
+
+/// Central mode's settings: all or nothing, each checked.
+fn central(raw: &RawSettings) -> Result<Option<Central>, ConfigError> {
+    let Some(role_name) = raw.member_role_name.as_deref().map(str::trim) else {
+        if raw.member_accounts.is_some() || raw.member_external_id.is_some() {
+            return Err(ConfigError::Missing {
+                name: "MEMBER_ROLE_NAME",
+            });
+        }
+        return Ok(None);
+    };
+    let valid_name = !role_name.is_empty()
+        && role_name.len() <= 64
+        && role_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if !valid_name {
+        return Err(ConfigError::Invalid {
+            name: "MEMBER_ROLE_NAME",
+            value: role_name.to_owned(),
+            reason: "expected an IAM role name (letters, digits and +=,.@_-, at most 64)"
+                .to_owned(),
+        });
+    }
+    let accounts = match raw.member_accounts.as_deref().map(str::trim) {
+        None => {
+            return Err(ConfigError::Missing {
+                name: "MEMBER_ACCOUNTS",
+            });
+        }
+        Some("organization") => MemberAccounts::Organization,
+        Some(list) => {
+            let ids: Vec<String> = list.split(',').map(|a| a.trim().to_owned()).collect();
+            if ids
+                .iter()
+                .any(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(ConfigError::Invalid {
+                    name: "MEMBER_ACCOUNTS",
+                    value: list.to_owned(),
+                    reason: "expected 12-digit account ids separated by commas, or organization"
+                        .to_owned(),
+                });
+            }
+            MemberAccounts::Listed(ids)
+        }
+    };
+    Ok(Some(Central {
+        role_name: role_name.to_owned(),
+        external_id: raw.member_external_id.clone(),
+        accounts,
+    }))
+}
+
+/// `eu-west-2,us-east-1`: Region names, each checked for shape.
+fn regions(text: &str) -> Result<Vec<String>, ConfigError> {
+    let regions: Vec<String> = text.split(',').map(|r| r.trim().to_owned()).collect();
+    let shaped = |r: &str| {
+        let parts: Vec<&str> = r.split('-').collect();
+        parts.len() >= 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            })
+            && parts
+                .last()
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match regions.iter().find(|r| !shaped(r)) {
+        Some(bad) => Err(ConfigError::Invalid {
+            name: "SWEEP_REGIONS",
+            value: text.to_owned(),
+            reason: format!("{bad:?} is not a Region name (e.g. eu-west-2)"),
+        }),
+        None => Ok(regions),
+    }
+}
+
+fn remediation_mode(value: Option<&str>) -> Result<Mode, ConfigError> {
+    match value.map(str::trim) {
+        None | Some("off") => Ok(Mode::Off),
+        Some("dry-run") => Ok(Mode::DryRun),
+        Some("apply") => Ok(Mode::Apply),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "REMEDIATION",
+            value: other.to_owned(),
+            reason: "expected off, dry-run or apply".to_owned(),
+        }),
     }
 }
 
@@ -286,10 +435,72 @@ mod tests {
     }
 
     #[test]
+    fn central_mode_needs_a_role_and_accounts_and_checks_each() {
+        assert_eq!(Settings::parse(raw()).unwrap().central, None);
+        let central = |role: Option<&str>, accounts: Option<&str>| {
+            Settings::parse(RawSettings {
+                member_role_name: role.map(str::to_owned),
+                member_accounts: accounts.map(str::to_owned),
+                member_external_id: Some("ext-1".to_owned()),
+                sweep_regions: Some("eu-west-2, us-east-1".to_owned()),
+                ..raw()
+            })
+        };
+        let settings = central(
+            Some("connect-slr-guard-audit"),
+            Some("111122223333,444455556666"),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.central,
+            Some(Central {
+                role_name: "connect-slr-guard-audit".to_owned(),
+                external_id: Some("ext-1".to_owned()),
+                accounts: MemberAccounts::Listed(vec![
+                    "111122223333".to_owned(),
+                    "444455556666".to_owned()
+                ]),
+            })
+        );
+        assert_eq!(settings.sweep_regions, ["eu-west-2", "us-east-1"]);
+        assert_eq!(
+            central(Some("audit"), Some("organization"))
+                .unwrap()
+                .central
+                .unwrap()
+                .accounts,
+            MemberAccounts::Organization
+        );
+        let named = |result: Result<Settings, ConfigError>| match result.unwrap_err() {
+            ConfigError::Missing { name } | ConfigError::Invalid { name, .. } => name,
+        };
+        assert_eq!(
+            named(central(None, Some("111122223333"))),
+            "MEMBER_ROLE_NAME"
+        );
+        assert_eq!(named(central(Some("audit"), None)), "MEMBER_ACCOUNTS");
+        assert_eq!(
+            named(central(Some("audit"), Some("1111"))),
+            "MEMBER_ACCOUNTS"
+        );
+        assert_eq!(
+            named(central(Some("no spaces"), Some("organization"))),
+            "MEMBER_ROLE_NAME"
+        );
+        let regions = Settings::parse(RawSettings {
+            sweep_regions: Some("eu-west-2,Mars".to_owned()),
+            ..raw()
+        });
+        assert_eq!(named(regions), "SWEEP_REGIONS");
+    }
+
+    #[test]
     fn outputs_are_off_by_default_and_named_when_wrong() {
         let settings = Settings::parse(raw()).unwrap();
         assert!(!settings.security_hub);
         assert!(!settings.metrics);
+        assert_eq!(settings.remediation, Mode::Off);
+        assert_eq!(settings.remediation_max_actions, 5);
         assert_eq!(settings.chat_topic_arn, None);
         let on = Settings::parse(RawSettings {
             security_hub: Some("on".to_owned()),

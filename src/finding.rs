@@ -32,6 +32,8 @@ pub struct RuleSpec {
     pub resource: ResourceKind,
     /// The drift, in one line, as the README's rule table shows it.
     pub description: &'static str,
+    /// `rules` (judged from a snapshot) or `remediation` (from a fix).
+    pub judged_by: &'static str,
 }
 
 /// Declares [`RuleId`] and its catalogue from one table, so a rule cannot
@@ -54,6 +56,7 @@ macro_rules! rule_catalogue {
                         severity: Severity::$severity,
                         resource: ResourceKind::$resource,
                         description: $description,
+                        judged_by: RuleId::$variant.judged_by(),
                     },)+
                 }
             }
@@ -90,6 +93,8 @@ rule_catalogue! {
         "an `amazon-connect-*` domain is reachable (through the managed policy) by instances it is not associated with; one finding per domain, the instances in `details.instances`";
     CheckIncomplete => "CHECK_INCOMPLETE", Medium, Unread,
         "a check could not finish (access denied, throttled after the SDK's retries, network, deadline): never a silent pass";
+    RemediationFailed => "REMEDIATION_FAILED", High, KmsKey,
+        "an opt-in fix (`REMEDIATION=apply`) was applied, or tried, and the drift is still there";
 }
 
 impl RuleId {
@@ -99,6 +104,20 @@ impl RuleId {
 
     pub fn severity(self) -> Severity {
         self.spec().severity
+    }
+
+    /// Whether the rules judge it from a snapshot; `REMEDIATION_FAILED`
+    /// comes from the remediation step instead.
+    pub const fn judged_from_snapshot(self) -> bool {
+        !matches!(self, RuleId::RemediationFailed)
+    }
+
+    const fn judged_by(self) -> &'static str {
+        if self.judged_from_snapshot() {
+            "rules"
+        } else {
+            "remediation"
+        }
     }
 
     /// The catalogue as the README's markdown table.

@@ -13,19 +13,28 @@ use crate::alert::lifecycle::Coverage;
 use crate::alert::recheck::{self, NotSent};
 use crate::alert::securityhub::{self, ImportError, PassImport};
 use crate::alert::{self, PassContext, PublishError};
-use crate::aws::{Aws, ConnectPace, Source};
+use crate::aws::{Aws, ConnectPace, Fleet, Place, ReadError, Reads, Source};
 use crate::config::{CONNECT_API_BURST, Settings};
 use crate::inventory::{self, Options};
-use crate::model::{Instance, KeyIndex, Snapshot, keys_of};
+use crate::model::{Incomplete, Instance, KeyIndex, Snapshot, Unverified, keys_of};
+use crate::remediation::{Actor, Filter, Mode};
 use crate::report::{LedgerCounts, PassReport, Sent, metrics};
 use crate::trigger::work::{Recheck, message_group};
 use crate::trigger::{Scope, Trigger};
+
+mod fan_out;
+mod remediate;
 
 pub struct Guard {
     pub aws: Aws,
     pub settings: Settings,
     /// The alert ledger, when `LEDGER_TABLE` is set.
     pub ledger: Option<Ledger>,
+    /// Who the guard is, read once when remediation or central mode first
+    /// needs it.
+    actor: tokio::sync::OnceCell<Actor>,
+    /// Clients for other accounts and Regions (central mode, `SWEEP_REGIONS`).
+    fleet: Fleet,
 }
 
 /// Whether a pass sends its findings to SNS.
@@ -54,6 +63,8 @@ pub enum GuardError {
     NoRecheckQueue,
     #[error("chat notifications: {0}")]
     Chat(PublishError),
+    #[error("the accounts to sweep could not be listed: {0}")]
+    Accounts(String),
     #[error(transparent)]
     SecurityHub(#[from] ImportError),
 }
@@ -69,6 +80,7 @@ impl From<GuardError> for lambda_runtime::Diagnostic {
             GuardError::Ledger(_) => "LedgerUnavailable",
             GuardError::Queue(_) | GuardError::NoRecheckQueue => "WorkNotQueued",
             GuardError::Chat(_) => "ChatDeliveryFailed",
+            GuardError::Accounts(_) => "AccountsNotListed",
             GuardError::SecurityHub(_) => "SecurityHubImportFailed",
         };
         lambda_runtime::Diagnostic {
@@ -89,15 +101,41 @@ impl Guard {
             .ledger_table
             .clone()
             .map(|table| Ledger::new(aws.dynamodb.clone(), table));
-        Ok(Guard {
+        Ok(Guard::new(aws, settings, ledger))
+    }
+
+    pub fn new(aws: Aws, settings: Settings, ledger: Option<Ledger>) -> Guard {
+        let central = settings.central.as_ref();
+        let fleet = Fleet::new(
+            central.map(|c| c.role_name.as_str()),
+            central.and_then(|c| c.external_id.as_deref()),
+            &settings.connect_rates,
+        );
+        Guard {
             aws,
             settings,
             ledger,
-        })
+            actor: tokio::sync::OnceCell::new(),
+            fleet,
+        }
     }
 
+    /// One pass in the guard's own account and Region.
     pub async fn run(
         &self,
+        scope: Scope,
+        trigger: Trigger,
+        opts: &Options,
+        delivery: Delivery,
+    ) -> Result<PassReport, GuardError> {
+        self.run_at(None, scope, trigger, opts, delivery).await
+    }
+
+    /// One pass at `place` (another Region, or a member account in central
+    /// mode), or in the guard's own account and Region.
+    pub async fn run_at(
+        &self,
+        place: Option<&Place>,
         scope: Scope,
         trigger: Trigger,
         opts: &Options,
@@ -106,14 +144,22 @@ impl Guard {
         let started = std::time::Instant::now();
         let calls_before = self.aws.calls.totals();
         let state = self.ledger_state(delivery).await?;
+        // The key index knows one account's instances: central mode reads
+        // every key event's instances instead.
+        let indexed = state.as_ref().filter(|_| self.settings.central.is_none());
         let opts = Options {
-            key_index: state.as_ref().map(|s| s.index.clone()),
+            key_index: indexed.map(|s| s.index.clone()),
+            account: place.map(|p| p.account.clone()).or(opts.account.clone()),
             ..opts.clone()
         };
-        // Boxed: the inventory's future is deep enough to hit the compiler's
-        // type-layout recursion limit when inlined into the Lambda handler.
-        let snapshot = Box::pin(inventory::collect(&self.aws, &scope, &opts)).await;
-        if let Some(state) = &state {
+        let snapshot = match self.reads(place).await {
+            // Boxed: the inventory's future is deep enough to hit the
+            // compiler's type-layout recursion limit when inlined into the
+            // Lambda handler.
+            Ok(reads) => Box::pin(inventory::collect(&reads, &scope, &opts)).await,
+            Err(unassumed) => unassumed,
+        };
+        if let Some(state) = indexed {
             self.update_key_index(&scope, &snapshot, &state.index)
                 .await?;
         }
@@ -135,6 +181,11 @@ impl Guard {
             checks_incomplete = report.checks_incomplete(),
             "pass evaluated"
         );
+        let mode = self.settings.remediation;
+        if delivery == Delivery::Publish && mode != Mode::Off {
+            self.remediate(&mut report, &opts, mode, &Filter::default())
+                .await?;
+        }
         let delivered = match delivery {
             Delivery::ReportOnly => Ok(()),
             Delivery::Publish | Delivery::Hold => {
@@ -155,6 +206,64 @@ impl Guard {
             metrics::write_emf(&report, epoch_millis());
         }
         delivered.map(|()| report)
+    }
+
+    /// The clients a pass at `place` reads with. A member account whose
+    /// role cannot be assumed is a snapshot of that one failure: one
+    /// `CHECK_INCOMPLETE` for the account and Region, never silence.
+    async fn reads(&self, place: Option<&Place>) -> Result<Reads<'_>, Snapshot> {
+        let Some(place) = place else {
+            return Ok(Reads::Own(&self.aws));
+        };
+        let own_place =
+            place.region == self.aws.region && self.is_own_account(&place.account).await;
+        if own_place {
+            return Ok(Reads::Own(&self.aws));
+        }
+        // In central mode every other place is read through the member role,
+        // the guard's own account in other Regions too: the function's own
+        // role reads its own Region only.
+        let member = self.settings.central.is_some();
+        let aws = self.fleet.clients(&self.aws, place, member).await;
+        if member && let Err(err) = aws.sts.get_caller_identity().send().await {
+            let role_arn = self
+                .fleet
+                .role_arn(&self.aws, &place.account)
+                .unwrap_or_default();
+            warn!(account = %place.account, region = %place.region, %role_arn, "member role not assumed");
+            return Err(Snapshot {
+                account: Some(place.account.clone()),
+                region: place.region.clone(),
+                incomplete: vec![Incomplete {
+                    instance_arn: None,
+                    resource_arn: role_arn,
+                    what: "the member account's role".to_owned(),
+                    reason: Unverified::Failed(ReadError::from(err).reason()),
+                }],
+                ..Snapshot::default()
+            });
+        }
+        Ok(Reads::Member(aws))
+    }
+
+    /// Who the guard is, read once: the key policy decides on its role,
+    /// and central mode tells its own account from members'.
+    async fn actor(&self) -> Result<Actor, String> {
+        self.actor
+            .get_or_try_init(|| async {
+                let caller = self.aws.caller_arn().await.map_err(|e| e.reason())?;
+                Actor::from_caller_arn(&caller).ok_or(format!("cannot tell the role of {caller}"))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Whether `account` is the guard's own (asked of STS once).
+    async fn is_own_account(&self, account: &str) -> bool {
+        match self.actor().await {
+            Ok(actor) => actor.account == account,
+            Err(_) => false,
+        }
     }
 
     /// What the ledger holds, for a pass that publishes under one; read
@@ -199,7 +308,9 @@ impl Guard {
                 failed |= ledger.record_keys(&instance.arn, &keys).await.is_err();
             }
         }
-        let swept = matches!(scope, Scope::Everything) && snapshot.incomplete.is_empty();
+        let swept = matches!(scope, Scope::Everything)
+            && snapshot.incomplete.is_empty()
+            && snapshot.part.is_none();
         if swept {
             let listed: BTreeSet<&str> =
                 snapshot.instances.iter().map(|i| i.arn.as_str()).collect();
@@ -258,6 +369,21 @@ impl Guard {
             .as_deref()
             .ok_or(GuardError::NoRecheckQueue)?;
         recheck::schedule(&self.aws.sqs, queue, recheck, delay_secs).await?;
+        Ok(())
+    }
+
+    /// Moves an event onto the work queue in `place`'s message group (a
+    /// member's event arrives in the central account's); `dedup_id` (the
+    /// message's id) makes a redelivery a no-op.
+    pub async fn enqueue_work(
+        &self,
+        work_queue: &str,
+        place: &Place,
+        dedup_id: &str,
+        body: String,
+    ) -> Result<(), GuardError> {
+        let group = message_group(&place.account, &place.region);
+        recheck::enqueue_work(&self.aws.sqs, work_queue, &group, dedup_id, body).await?;
         Ok(())
     }
 
@@ -356,6 +482,12 @@ impl Guard {
         import: &PassImport,
     ) -> Result<(), GuardError> {
         if !self.settings.security_hub {
+            return Ok(());
+        }
+        // The default product takes findings of its own account only: a
+        // member's drifts are paged, not imported (README).
+        if self.settings.central.is_some() && !self.is_own_account(&report.context.account).await {
+            info!(account = %report.context.account, "member findings are not imported into Security Hub");
             return Ok(());
         }
         let imported = securityhub::import(&self.aws.securityhub, &import.findings).await;

@@ -9,6 +9,9 @@
 //! - [`alert`]: findings -> SNS messages in the `connect-slr-guard/alert/v1` format
 //!   (and, when configured, Security Hub findings and chat notifications).
 //!
+//! With `REMEDIATION` on, [`remediation`] sits between rules and alert: it
+//! plans the safe fixes (KMS grants for the SLR) and makes them.
+//!
 //! Beside them: [`model`] is the snapshot's plain data (shared by every
 //! step), [`finding`] the rule catalogue, [`policy`] IAM policy questions,
 //! [`aws`] the clients and how their errors are judged, [`config`] the typed
@@ -27,6 +30,7 @@ pub mod guard;
 pub mod inventory;
 pub mod model;
 pub mod policy;
+pub mod remediation;
 pub mod report;
 pub mod rules;
 pub mod text;

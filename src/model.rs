@@ -101,6 +101,26 @@ pub struct Snapshot {
     /// Service-linked role deletions an event started, and how far they got.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slr_deletions: Vec<SlrDeletion>,
+    /// A sweep read in parts: where this part stands in the listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+}
+
+/// An account and Region: where a pass reads, and where a drift is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Place {
+    pub account: String,
+    pub region: String,
+}
+
+/// One part of a sweep read in parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// Every instance the listing returned (ARNs): the others are read by
+    /// other parts, not gone.
+    pub listed: Vec<String>,
+    /// The id of this part's last instance, when a part follows.
+    pub next_after: Option<String>,
 }
 
 /// How a Kinesis or Firehose stream is encrypted at rest.
@@ -339,6 +359,14 @@ pub fn key_uses<'a>(snapshot: &'a Snapshot, instance: &'a Instance) -> Vec<(&'a 
 }
 
 impl Snapshot {
+    /// Where the pass read, once it knows the account.
+    pub fn place(&self) -> Option<Place> {
+        Some(Place {
+            account: self.account.clone()?,
+            region: self.region.clone(),
+        })
+    }
+
     /// Whether a deletion task the pass read is still taking a role that the
     /// pass could still read.
     pub fn deletion_pending(&self) -> bool {

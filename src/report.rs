@@ -15,6 +15,7 @@ use crate::alert::{self, Alert, PassContext};
 use crate::aws::CallTotals;
 use crate::finding::{Finding, RuleId};
 use crate::model::Snapshot;
+use crate::remediation::{FixReport, Outcome, Remediation};
 use crate::rules::{self, RuleSettings};
 use crate::trigger::{Scope, Trigger};
 
@@ -33,6 +34,8 @@ pub struct PassReport {
     pub security_hub_imported: Option<usize>,
     /// What a delivering pass sent, or would have sent, beyond e-mail.
     pub sent: Option<Sent>,
+    /// What remediation planned and did, when it ran.
+    pub remediation: Option<Remediation>,
     /// An SLR deletion the pass saw started is still going: the role could
     /// be read, but is on its way out.
     pub deletion_pending: bool,
@@ -145,6 +148,8 @@ struct Document<'a> {
     ledger: Option<LedgerCounts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     security_hub_imported: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remediation: Option<&'a Remediation>,
     findings: Vec<Alert<'a>>,
 }
 
@@ -158,6 +163,7 @@ impl Serialize for PassReport {
             alerts_published: self.alerts_published,
             ledger: self.ledger,
             security_hub_imported: self.security_hub_imported,
+            remediation: self.remediation.as_ref(),
             findings: self.alerts(),
         }
         .serialize(serializer)
@@ -182,6 +188,7 @@ impl PassReport {
             ledger: None,
             security_hub_imported: None,
             sent: None,
+            remediation: None,
             deletion_pending: snapshot.deletion_pending(),
             snapshot,
             calls: CallTotals::default(),
@@ -266,6 +273,72 @@ impl PassReport {
         }
         out
     }
+}
+
+impl PassReport {
+    /// What `remediate` prints: the report as JSON, or the plan and what
+    /// became of each fix as a table.
+    pub fn render_remediation(&self, format: Format) -> String {
+        let Some(done) = &self.remediation else {
+            return self.render(format);
+        };
+        if format == Format::Json {
+            return pretty(self);
+        }
+        let mut out = format!(
+            "account {} · region {} · mode {} · fixes {} (at most {} per pass) · refused {}\n",
+            self.context.account,
+            self.context.region,
+            done.mode.as_str(),
+            done.fixes.len(),
+            done.max_actions,
+            done.refusals.len(),
+        );
+        if done.over_cap {
+            out.push_str("too many fixes for one pass: none made; a mass drift is an incident\n");
+        }
+        let mut rows: Vec<Vec<String>> = done.fixes.iter().map(fix_row).collect();
+        rows.extend(done.refusals.iter().map(|r| {
+            vec![
+                r.rule.to_string(),
+                r.resource_arn.clone(),
+                "-".to_owned(),
+                format!("refused: {}", r.reason),
+            ]
+        }));
+        if rows.is_empty() {
+            out.push_str("nothing to fix\n");
+            return out;
+        }
+        out.push('\n');
+        for line in aligned(&["RULE", "KEY", "GRANT", "RESULT"], &rows) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn fix_row(fix: &FixReport) -> Vec<String> {
+    let result = match (&fix.outcome, fix.verified) {
+        (None, _) => "planned".to_owned(),
+        (Some(Outcome::Applied { grant_id }), Some(true)) => format!("fixed (grant {grant_id})"),
+        (Some(Outcome::Applied { grant_id }), _) => {
+            format!("REMEDIATION_FAILED: grant {grant_id} made, drift still there")
+        }
+        (Some(Outcome::Failed { reason }), _) => format!("REMEDIATION_FAILED: {reason}"),
+    };
+    vec![
+        fix.fix.rule.to_string(),
+        fix.fix.key_arn.clone(),
+        format!(
+            "{} to {} ({})",
+            fix.fix.grant_name,
+            fix.fix.grantee.rsplit('/').next().unwrap_or_default(),
+            fix.fix.operations.join(",")
+        ),
+        result,
+    ]
 }
 
 fn pretty(value: &impl Serialize) -> String {

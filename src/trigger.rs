@@ -100,8 +100,17 @@ impl TriggerKind {
 
 impl Trigger {
     pub fn audit() -> Self {
+        Trigger::of(TriggerKind::Audit)
+    }
+
+    /// A part of the scheduled sweep.
+    pub fn schedule() -> Self {
+        Trigger::of(TriggerKind::Schedule)
+    }
+
+    fn of(kind: TriggerKind) -> Self {
         Trigger {
-            kind: TriggerKind::Audit,
+            kind,
             event_name: None,
             actor: None,
             event_time: None,

@@ -14,6 +14,7 @@ use super::ledger::{Archive, Claim, Ledger, LedgerError, LedgerState};
 use super::lifecycle::{Coverage, Decision, Record, ResolvedReason, decide};
 use super::{Alert, PassContext, Status, chat, publish_alert};
 use crate::finding::Finding;
+use crate::model::Place;
 
 /// What delivery did.
 #[derive(Debug, Default)]
@@ -149,8 +150,8 @@ pub async fn deliver(
                 delivered.held.insert(fp);
                 continue;
             }
-            Decision::Open(fp) => opened(&found, records, fp, Status::Open, now),
-            Decision::Remind(fp) => opened(&found, records, fp, Status::Reminder, now),
+            Decision::Open(fp) => opened(&found, records, fp, Status::Open, now, channel.ctx),
+            Decision::Remind(fp) => opened(&found, records, fp, Status::Reminder, now, channel.ctx),
             Decision::Resolve(fp, reason) => resolved(records, &fp, reason, now),
             Decision::Forget(fp) => {
                 ledger.forget(&records[&fp]).await?;
@@ -174,6 +175,7 @@ fn opened<'a>(
     fingerprint: String,
     status: Status,
     now: i64,
+    ctx: &PassContext,
 ) -> Page<'a> {
     let finding = found[&fingerprint];
     let known = records.get(&fingerprint);
@@ -183,6 +185,10 @@ fn opened<'a>(
         finding: finding.clone(),
         version: known.map_or(0, |r| r.version) + 1,
         fingerprint,
+        place: Some(Place {
+            account: ctx.account.clone(),
+            region: ctx.region.clone(),
+        }),
     };
     Page {
         status,

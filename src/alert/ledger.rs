@@ -33,6 +33,9 @@ pub const RESOLVED_RETENTION_SECS: i64 = 30 * 86_400;
 const KIND_FINDING: &str = "finding";
 const KIND_MUTE: &str = "mute";
 const KIND_KEYS: &str = "keys";
+/// What remediation did: the audit trail, kept for [`ACTION_RETENTION_SECS`].
+const KIND_ACTION: &str = "action";
+pub const ACTION_RETENTION_SECS: i64 = 400 * 86_400;
 const INDEX_MARKER: &str = "keys-index";
 const OPEN: &str = "OPEN";
 const RESOLVED: &str = "RESOLVED";
@@ -163,6 +166,27 @@ impl Ledger {
             .item("mute", s(&json))
             .item("ttl", n(mute.until + 86_400))
             .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        self.done(result)
+    }
+
+    /// Keeps what remediation did (`action`: plain JSON) as an audit trail
+    /// item; the scan that reads the ledger's state never returns these.
+    pub async fn record_action(
+        &self,
+        id: &str,
+        action: &serde_json::Value,
+        now: i64,
+    ) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&format!("action#{now}#{id}")))
+            .item("kind", s(KIND_ACTION))
+            .item("action", s(&action.to_string()))
+            .item("ttl", n(now + ACTION_RETENTION_SECS))
             .send()
             .await;
         self.done(result)

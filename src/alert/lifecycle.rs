@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::finding::{Finding, RuleId};
-use crate::model::{Observed, Snapshot};
+use crate::model::{Observed, Place, Snapshot};
 use crate::trigger::Scope;
 
 /// What the ledger remembers of one fingerprint.
@@ -24,6 +24,10 @@ pub struct Record {
     pub finding: Finding,
     /// Bumped on every commit: a claim names the version it decided on.
     pub version: u64,
+    /// The account and Region of the drift (absent in records written
+    /// before central mode: those match any pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<Place>,
 }
 
 impl Record {
@@ -45,6 +49,8 @@ pub struct Coverage {
     /// Findings not tied to an instance (cross-domain exposure, a failed
     /// listing): only a sweep that listed everything covers them.
     pub account_level: bool,
+    /// The account and Region the pass read: it covers nothing elsewhere.
+    pub place: Option<Place>,
 }
 
 impl Coverage {
@@ -65,16 +71,23 @@ impl Coverage {
             .collect();
         let listed_all = snapshot.incomplete.is_empty();
         let sweep = matches!(scope, Scope::Everything) && listed_all;
+        let existing = match &snapshot.part {
+            Some(part) => part.listed.iter().cloned().collect(),
+            None => snapshot.instances.iter().map(|i| i.arn.clone()).collect(),
+        };
         Coverage {
             instances,
-            existing: sweep.then(|| snapshot.instances.iter().map(|i| i.arn.clone()).collect()),
+            existing: sweep.then_some(existing),
             gone: match scope {
                 Scope::Instance(id) if listed_all && snapshot.instances.is_empty() => {
                     Some(id.clone())
                 }
                 _ => None,
             },
+            // A part of a sweep did not see every instance's domain.
+            place: snapshot.place(),
             account_level: sweep
+                && snapshot.part.is_none()
                 && !incomplete.contains(&None)
                 && matches!(snapshot.connect_domains, Observed::Found(_)),
         }
@@ -178,6 +191,11 @@ fn page_for(
 
 /// Why the pass may resolve the record, if it covered its resource.
 fn covered(record: &Record, coverage: &Coverage) -> Option<ResolvedReason> {
+    if let (Some(here), Some(there)) = (&coverage.place, &record.place)
+        && here != there
+    {
+        return None;
+    }
     match &record.finding.instance_arn {
         Some(arn) if is_gone(arn, coverage) => Some(ResolvedReason::InstanceDeleted),
         Some(arn) if coverage.instances.contains(arn) => Some(ResolvedReason::NoLongerFound),

@@ -55,6 +55,60 @@ pub async fn enqueue_work(
         .map_err(|e| not_sent(queue, e))
 }
 
+/// One message for the FIFO work queue.
+pub struct Queued {
+    pub group: String,
+    pub dedup_id: String,
+    pub body: String,
+}
+
+/// Puts `messages` on the FIFO work queue, ten per call (SQS's batch
+/// limit). Each batch entry SQS refuses is an error naming why.
+pub async fn enqueue_all(
+    sqs: &aws_sdk_sqs::Client,
+    queue: &str,
+    messages: &[Queued],
+) -> Result<(), NotSent> {
+    for batch in messages.chunks(10) {
+        let entries = batch
+            .iter()
+            .enumerate()
+            .map(|(n, m)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .message_group_id(&m.group)
+                    .message_deduplication_id(&m.dedup_id)
+                    .message_body(&m.body)
+                    .build()
+                    .map_err(|e| NotSent {
+                        queue: queue.to_owned(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = sqs
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| not_sent(queue, e))?;
+        if let Some(failed) = output.failed().first() {
+            return Err(NotSent {
+                queue: queue.to_owned(),
+                reason: format!(
+                    "{} of {} messages refused: {}: {}",
+                    output.failed().len(),
+                    batch.len(),
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn not_sent<E>(queue: &str, err: E) -> NotSent
 where
     ReadError: From<E>,

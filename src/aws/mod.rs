@@ -4,6 +4,7 @@
 
 mod calls;
 mod error;
+mod fleet;
 mod https;
 mod pace;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 pub use calls::{CallCounts, CallTotals, Service, is_throttling};
 pub use error::ReadError;
+pub use fleet::{Fleet, Place, Reads};
 pub use pace::{ConnectApi, ConnectPace, ConnectRates, Pace};
 
 #[derive(Debug, Clone)]
@@ -32,6 +34,9 @@ pub struct Aws {
     /// Every Amazon Connect request waits for a slot of its API here first.
     pub connect_pace: Arc<ConnectPace>,
     pub region: String,
+    /// What the clients were built from: member accounts' clients derive
+    /// from it (central mode).
+    pub config: aws_config::SdkConfig,
 }
 
 /// Where the clients come from: the SDK's defaults (credentials,
@@ -44,7 +49,15 @@ pub struct Source {
 
 impl Aws {
     pub fn new(config: &aws_config::SdkConfig, connect_pace: ConnectPace) -> Self {
-        let calls = Arc::new(CallCounts::default());
+        Aws::counted(config, connect_pace, Arc::new(CallCounts::default()))
+    }
+
+    /// Clients whose requests add to `calls`.
+    pub fn counted(
+        config: &aws_config::SdkConfig,
+        connect_pace: ConnectPace,
+        calls: Arc<CallCounts>,
+    ) -> Self {
         // Each client counts its requests through the same interceptor.
         macro_rules! client {
             ($sdk:ident, $service:ident) => {
@@ -70,6 +83,7 @@ impl Aws {
             calls,
             connect_pace: Arc::new(connect_pace),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            config: config.clone(),
         }
     }
 

@@ -9,12 +9,13 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use connect_slr_guard::aws::Source;
 use connect_slr_guard::config::Settings;
 use connect_slr_guard::guard::{Delivery, Guard, epoch_now};
-use connect_slr_guard::inventory::Options;
+use connect_slr_guard::inventory::{Options, Page};
+use connect_slr_guard::model::Place;
 use connect_slr_guard::report::PassReport;
 use connect_slr_guard::trigger::work::{
-    MAX_RECHECKS, Recheck, WorkItem, is_queue, recheck_account,
+    MAX_RECHECKS, Recheck, SweepPart, Work, is_account_id, is_queue, message_group, recheck_account,
 };
-use connect_slr_guard::trigger::{self, Parsed};
+use connect_slr_guard::trigger::{self, Parsed, Scope, Trigger, TriggerKind};
 use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
@@ -106,11 +107,14 @@ async fn sqs_batch(
 }
 
 /// One message: a due re-check moves on to the work queue (when there is
-/// one); anything else runs its pass here.
+/// one); a scheduled sweep over many places fans out; a member's event
+/// moves to its place's group; a sweep part runs; anything else runs its
+/// pass here.
 async fn work(guard: &Guard, message: &SqsMessage, context: &Context) -> Result<(), Diagnostic> {
     let body = message.body.as_deref().unwrap_or_default();
-    let item = match WorkItem::parse(body) {
-        Ok(item) => item,
+    let item = match Work::parse(body) {
+        Ok(Work::Event(item)) => item,
+        Ok(Work::Sweep(part)) => return Box::pin(sweep_part(guard, &part, message, context)).await,
         Err(err) => {
             // Retrying a message that is not work cannot help.
             error!(error = %err, message_id = ?message.message_id, "message dropped");
@@ -118,6 +122,7 @@ async fn work(guard: &Guard, message: &SqsMessage, context: &Context) -> Result<
         }
     };
     let settings = &guard.settings;
+    let message_id = message.message_id.as_deref().unwrap_or_default();
     if let (Some(work_queue), Some(recheck_queue), Some(arn)) = (
         &settings.work_queue_url,
         &settings.recheck_queue_url,
@@ -125,9 +130,8 @@ async fn work(guard: &Guard, message: &SqsMessage, context: &Context) -> Result<
     ) && is_queue(recheck_queue, arn)
     {
         let account = recheck_account(&item.event, work_queue);
-        let dedup_id = message.message_id.as_deref().unwrap_or_default();
         guard
-            .enqueue_due_recheck(work_queue, account, dedup_id, body.to_owned())
+            .enqueue_due_recheck(work_queue, account, message_id, body.to_owned())
             .await?;
         info!(
             attempt = item.attempt,
@@ -135,9 +139,112 @@ async fn work(guard: &Guard, message: &SqsMessage, context: &Context) -> Result<
         );
         return Ok(());
     }
+    if let Some(work_queue) = &settings.work_queue_url {
+        if guard.fans_out() && is_schedule(&item.event) {
+            guard.fan_out(work_queue, message_id).await?;
+            return Ok(());
+        }
+        let group = message.attributes.get("MessageGroupId");
+        if let [Some(place)] = event_places(guard, &item.event).as_slice()
+            && place_of_region(&item.event)
+            && group != Some(&message_group(&place.account, &place.region))
+        {
+            guard
+                .enqueue_work(work_queue, place, message_id, body.to_owned())
+                .await?;
+            info!(account = %place.account, region = %place.region, "event queued for its account and Region");
+            return Ok(());
+        }
+    }
     pass(guard, item.event, item.attempt, context)
         .await
         .map(|_| ())
+}
+
+fn is_schedule(event: &Value) -> bool {
+    matches!(
+        trigger::parse(event.clone()),
+        Ok(Parsed::Check { ref trigger, .. }) if trigger.kind == TriggerKind::Schedule
+    )
+}
+
+/// Where an event's passes read: in central mode, the account it happened
+/// in and its Region; IAM is global, so an IAM event is checked in every
+/// swept Region of its account. Otherwise the guard's own (`None`).
+fn event_places(guard: &Guard, event: &Value) -> Vec<Option<Place>> {
+    let account = event["account"].as_str().filter(|a| is_account_id(a));
+    let region = event["region"]
+        .as_str()
+        .filter(|r| !r.is_empty() && r.len() < 32);
+    let (Some(_), Some(account), Some(region)) = (&guard.settings.central, account, region) else {
+        return vec![None];
+    };
+    let place = |region: &str| {
+        Some(Place {
+            account: account.to_owned(),
+            region: region.to_owned(),
+        })
+    };
+    if place_of_region(event) {
+        return vec![place(region)];
+    }
+    match guard.settings.sweep_regions.as_slice() {
+        [] => vec![place(&guard.aws.region)],
+        regions => regions.iter().map(|r| place(r)).collect(),
+    }
+}
+
+/// Whether the event's `region` is where what it names lives (not IAM's
+/// us-east-1 for a global role).
+fn place_of_region(event: &Value) -> bool {
+    event["source"] != "aws.iam"
+}
+
+/// One part of a fanned-out sweep: the instances after `part.after` that
+/// one invocation can read at the Connect quota; the rest goes on in the
+/// next part, in the same group.
+async fn sweep_part(
+    guard: &Guard,
+    part: &SweepPart,
+    message: &SqsMessage,
+    context: &Context,
+) -> Result<(), Diagnostic> {
+    let remaining = context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    let opts = Options {
+        deadline: Some(stop_reading_at(context.deadline())),
+        page: Some(Page {
+            after: part.after.clone(),
+            limit: guard.part_size(remaining),
+        }),
+        ..Options::default()
+    };
+    let place = Place {
+        account: part.account.clone(),
+        region: part.region.clone(),
+    };
+    let report = Box::pin(guard.run_at(
+        Some(&place),
+        Scope::Everything,
+        Trigger::schedule(),
+        &opts,
+        Delivery::Publish,
+    ))
+    .await?;
+    let next = report
+        .snapshot
+        .part
+        .as_ref()
+        .and_then(|p| p.next_after.as_deref());
+    if let (Some(last), Some(work_queue)) = (next, &guard.settings.work_queue_url) {
+        let message_id = message.message_id.as_deref().unwrap_or_default();
+        guard
+            .continue_sweep(work_queue, part, last, message_id)
+            .await?;
+    }
+    Ok(())
 }
 
 /// One pass over an EventBridge event; `attempt` counts the re-checks
@@ -177,7 +284,19 @@ async fn pass(
     } else {
         Delivery::Publish
     };
-    let mut report = Box::pin(guard.run(scope, trigger.clone(), &opts, delivery)).await?;
+    let mut reports = Vec::new();
+    for place in event_places(guard, &payload) {
+        let pass = guard.run_at(
+            place.as_ref(),
+            scope.clone(),
+            trigger.clone(),
+            &opts,
+            delivery,
+        );
+        reports.push(Box::pin(pass).await?);
+    }
+    let mut report = reports.swap_remove(0);
+    report.deletion_pending |= reports.iter().any(|r| r.deletion_pending);
     if let Some(delay) = guard.recheck_delay(&report, &trigger, now)
         && attempt < MAX_RECHECKS
     {

@@ -16,6 +16,7 @@ use connect_slr_guard::config::{RawSettings, Settings, parse_duration};
 use connect_slr_guard::finding::RuleId;
 use connect_slr_guard::guard::{Delivery, Guard, epoch_now};
 use connect_slr_guard::inventory::{Options, Progress};
+use connect_slr_guard::remediation::{Filter, Mode};
 use connect_slr_guard::report::{Format, MuteView, OpenFinding, PassReport, SavedPass, listing};
 use connect_slr_guard::trigger::work::WorkItem;
 use connect_slr_guard::trigger::{self, Parsed, Scope, Trigger};
@@ -77,6 +78,9 @@ struct Cli {
     /// Developer in chat applications custom notification.
     #[arg(long, global = true, env = "CHAT_TOPIC_ARN", value_name = "ARN")]
     chat_topic_arn: Option<String>,
+    /// At most this many fixes per pass (`remediate`); above it, none.
+    #[arg(long, global = true, env = "REMEDIATION_MAX_ACTIONS", value_name = "N")]
+    max_actions: Option<String>,
     /// More log detail on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -117,6 +121,20 @@ enum Command {
     },
     /// List what the ledger holds open (needs the ledger).
     Findings,
+    /// Sweep, then plan the fixes the guard may make (a dry run); with
+    /// --apply, make them and re-verify. Exit 0 when nothing is left to fix,
+    /// 1 when findings remain, 2 when it could not run or a fix failed.
+    Remediate {
+        /// Make the fixes (KMS grants for the Connect SLR); default: print the plan.
+        #[arg(long)]
+        apply: bool,
+        /// Only findings of this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only this instance (its ARN); the sweep reads only it.
+        #[arg(long, value_name = "ARN")]
+        instance: Option<String>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -162,6 +180,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         chat_topic_arn: cli.chat_topic_arn,
         // EMF belongs in a Lambda's log stream; the CLI's stdout is the report.
         metrics: None,
+        // The CLI remediates only when asked: `remediate`.
+        remediation: None,
+        remediation_max_actions: cli.max_actions,
+        // One account and Region: the profile's and --region's.
+        member_role_name: None,
+        member_external_id: None,
+        member_accounts: None,
+        sweep_regions: None,
     })
     .map_err(|e| e.to_string())?;
     let source = Source {
@@ -173,6 +199,11 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         cli.command,
         Command::Audit { .. } | Command::CheckEvent { .. } | Command::Evaluate { .. }
     );
+    if matches!(cli.command, Command::Remediate { .. })
+        && !matches!(format, Format::Table | Format::Json)
+    {
+        return Err("remediate prints a table or --format json".to_owned());
+    }
     if !pass_format && matches!(format, Format::Asff | Format::Chat | Format::Sarif) {
         return Err("--format asff, chat and sarif show a pass: use them with audit, check-event or evaluate".to_owned());
     }
@@ -192,6 +223,17 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             return print_catalogue(triggers_table(&triggers), triggers, format);
         }
         Command::Evaluate { file } => return evaluate(&file, &settings, format),
+        Command::Remediate {
+            apply,
+            rule,
+            instance,
+        } => {
+            let filter = Filter {
+                rule: rule.as_deref().map(parse_rule).transpose()?,
+                instance_arn: instance,
+            };
+            return remediate(settings, source, format, apply, filter).await;
+        }
         Command::Audit { save_snapshot } => {
             save_to = save_snapshot;
             (Scope::Everything, Trigger::audit(), None)
@@ -295,13 +337,7 @@ struct MuteArgs {
 
 async fn mute(guard: &Guard, target: MuteArgs) -> Result<ExitCode, String> {
     let now = epoch_now();
-    let rule: RuleId = serde_json::from_value(serde_json::Value::String(target.rule.clone()))
-        .map_err(|_| {
-            format!(
-                "--rule {}: not a rule (see `connect-slr-guard rules`)",
-                target.rule
-            )
-        })?;
+    let rule = parse_rule(&target.rule)?;
     let until = mute_end(now, target.for_.as_deref(), target.until.as_deref())?;
     if target.reason.trim().is_empty() {
         return Err("--reason must say why".to_owned());
@@ -394,6 +430,65 @@ async fn list_findings(guard: &Guard, format: Format) -> Result<ExitCode, String
     ];
     write_stdout(&listing(&open, &headers, finding_row, format))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_rule(text: &str) -> Result<RuleId, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("--rule {text}: not a rule (see `connect-slr-guard rules`)"))
+}
+
+/// A sweep (or one instance's pass), then its fixes: planned, or made and
+/// verified with `apply`.
+async fn remediate(
+    settings: Settings,
+    source: Source,
+    format: Format,
+    apply: bool,
+    filter: Filter,
+) -> Result<ExitCode, String> {
+    let scope = match filter.instance_arn.as_deref() {
+        Some(arn) => match arn.rsplit_once(":instance/") {
+            Some((_, id)) if !id.is_empty() && !id.contains('/') => Scope::Instance(id.to_owned()),
+            _ => {
+                return Err(format!(
+                    "--instance {arn}: expected an Amazon Connect instance ARN"
+                ));
+            }
+        },
+        None => Scope::Everything,
+    };
+    let guard = Guard::from_environment(settings, source)
+        .await
+        .map_err(|e| e.to_string())?;
+    let opts = Options {
+        progress: std::io::stderr().is_terminal().then(progress_on_stderr),
+        ..Options::default()
+    };
+    let mut report = guard
+        .run(scope, Trigger::audit(), &opts, Delivery::ReportOnly)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mode = if apply { Mode::Apply } else { Mode::DryRun };
+    guard
+        .remediate(&mut report, &opts, mode, &filter)
+        .await
+        .map_err(|e| e.to_string())?;
+    write_stdout(&report.render_remediation(format))?;
+    let Some(done) = &report.remediation else {
+        return Err("remediation did not run".to_owned());
+    };
+    let cleared = done.cleared();
+    let ctx = &report.context;
+    let left = report.findings.iter().any(|f| {
+        filter.admits(f) && !cleared.contains(f.fingerprint(&ctx.account, &ctx.region).as_str())
+    });
+    Ok(if done.failed() {
+        ExitCode::from(2)
+    } else if left {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// When a mute set now ends: `--for` a duration or `--until` a time to come.

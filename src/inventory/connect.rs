@@ -30,6 +30,9 @@ const STORAGE_TYPES: [InstanceStorageResourceType; 13] = [
     InstanceStorageResourceType::RealTimeContactAnalysisSegments,
 ];
 
+/// `ListInstanceStorageConfigs` calls per instance (one per storage type).
+pub const STORAGE_CALLS_PER_INSTANCE: usize = STORAGE_TYPES.len();
+
 /// Every instance, page by page. The loops follow `NextToken` themselves
 /// (not the SDK paginator) so that each request, and only a request, takes
 /// a slot from the Connect pace.

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::{StreamExt, stream};
 
-pub use options::{Options, Progress};
+pub use connect::STORAGE_CALLS_PER_INSTANCE;
+pub use options::{Options, Page, Progress};
 
 use crate::aws::Aws;
 use crate::model::{
@@ -128,8 +129,15 @@ async fn select_instances(
             return None;
         }
     };
-    if let Some(seed) = opts.order_seed {
-        scope::shuffle(&mut instances, seed);
+    match (&opts.page, scope) {
+        (Some(page), Scope::Everything) => {
+            snapshot.part = Some(scope::page(&mut instances, page));
+        }
+        _ => {
+            if let Some(seed) = opts.order_seed {
+                scope::shuffle(&mut instances, seed);
+            }
+        }
     }
     Some(instances)
 }

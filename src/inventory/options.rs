@@ -31,6 +31,15 @@ pub struct Options {
     /// Which keys instances use, from the ledger: a KMS event about a key
     /// a complete index says nobody uses ends after one `DescribeKey`.
     pub key_index: Option<KeyIndex>,
+    /// A sweep read in parts: this part's instances (by id order).
+    pub page: Option<Page>,
+}
+
+/// One part of a sweep: at most `limit` instances, those after `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: usize,
 }
 
 /// A callback for long sweeps: `(instances read, instances in total)`.
@@ -52,6 +61,7 @@ impl Default for Options {
             progress: None,
             order_seed: None,
             key_index: None,
+            page: None,
         }
     }
 }

@@ -4,9 +4,11 @@
 use std::hash::{Hash, Hasher};
 
 use super::connect;
+use super::options::Page;
 use crate::aws::{Aws, ReadError};
 use crate::model::{
-    Incomplete, Instance, Observed, Snapshot, Unverified, key_uses, keys_of, role_name, same_key,
+    Incomplete, Instance, Observed, Part, Snapshot, Unverified, key_uses, keys_of, role_name,
+    same_key,
 };
 use crate::trigger::Scope;
 
@@ -58,6 +60,24 @@ pub(super) fn listing_failed(
         instance_arn,
         what: what.to_owned(),
         reason,
+    }
+}
+
+/// Keeps this part's instances: those after `page.after` (by id), at most
+/// `page.limit`.
+pub(super) fn page(instances: &mut Vec<Instance>, page: &Page) -> Part {
+    let listed = instances.iter().map(|i| i.arn.clone()).collect();
+    instances.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some(after) = &page.after {
+        instances.retain(|i| i.id.as_str() > after.as_str());
+    }
+    let rest = instances.split_off(page.limit.max(1).min(instances.len()));
+    Part {
+        listed,
+        next_after: match (rest.is_empty(), instances.last()) {
+            (false, Some(last)) => Some(last.id.clone()),
+            _ => None,
+        },
     }
 }
 

@@ -122,6 +122,22 @@ pub fn key_policy_allows(policy: &Value, slr: &SlrPrincipal, operations: &[Strin
     allowed
 }
 
+/// Whether the policy lets `role` call `kms:CreateGrant`: an unconditional
+/// Allow naming the role, its account (which hands the decision to the
+/// role's IAM policy) or everyone, and no Deny that may apply to it.
+pub fn lets_role_create_grants(policy: &Value, role: &SlrPrincipal) -> bool {
+    let create_grant = ["CreateGrant".to_owned()];
+    if !key_policy_denials(policy, role, &create_grant).is_empty() {
+        return false;
+    }
+    statements(policy).iter().any(|stmt| {
+        stmt.effect == Effect::Allow
+            && !stmt.conditional
+            && stmt.principal.is_some_and(|p| role.named_by(p, true))
+            && !covered_operations(stmt, &create_grant).is_empty()
+    })
+}
+
 fn covered_operations(stmt: &Statement, operations: &[String]) -> Vec<String> {
     operations
         .iter()

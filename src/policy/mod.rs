@@ -5,7 +5,9 @@
 
 mod key;
 
-pub use key::{KeyPolicyDenial, SlrPrincipal, key_policy_allows, key_policy_denials};
+pub use key::{
+    KeyPolicyDenial, SlrPrincipal, key_policy_allows, key_policy_denials, lets_role_create_grants,
+};
 
 use percent_encoding::percent_decode_str;
 use serde_json::Value;

@@ -251,20 +251,28 @@ fn access_drift(
         return None;
     }
     let fix = fix_operations(settings, &needed);
-    match uses[0] {
-        _ if granted.is_empty() => Some(grant_missing(instance, role, key, uses[0], &fix)),
-        KeyUse::Domain(_) => Some(operations_missing(
-            instance, role, key, uses[0], &granted, &missing, &fix,
-        )),
-        _ => Some(
-            grant_missing(instance, role, key, uses[0], &fix).details(json!({
-                "used_for": describe(uses[0]),
-                "grantee": role.arn,
-                "missing_operations": missing,
-                "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
-            })),
-        ),
+    let finding = match uses[0] {
+        _ if granted.is_empty() => grant_missing(instance, role, key, uses[0], &fix),
+        KeyUse::Domain(_) => {
+            operations_missing(instance, role, key, uses[0], &granted, &missing, &fix)
+        }
+        _ => grant_missing(instance, role, key, uses[0], &fix).details(json!({
+            "used_for": describe(uses[0]),
+            "grantee": role.arn,
+            "missing_operations": missing,
+            "grant_ids": granted.iter().map(|g| &g.id).collect::<Vec<_>>(),
+        })),
+    };
+    Some(with_grant_operations(finding, &fix))
+}
+
+/// Names the operations the fix grants, for remediation to grant exactly
+/// those.
+fn with_grant_operations(mut finding: Finding, operations: &[String]) -> Finding {
+    if let serde_json::Value::Object(details) = &mut finding.details {
+        details.insert("grant_operations".to_owned(), json!(operations));
     }
+    finding
 }
 
 /// What Connect needs of a key: the configured operations for a Customer

@@ -11,6 +11,8 @@ use serde_json::Value;
 
 /// The re-check envelope's `schema`.
 pub const RECHECK_SCHEMA: &str = "connect-slr-guard/recheck/v1";
+/// A sweep part's `schema`: one account and Region of a fanned-out sweep.
+pub const SWEEP_SCHEMA: &str = "connect-slr-guard/sweep/v1";
 /// Re-checks of one event, after which the next sweep takes over.
 pub const MAX_RECHECKS: u32 = 3;
 
@@ -31,8 +33,80 @@ pub struct WorkItem {
     pub attempt: u32,
 }
 
+/// One account and Region of a sweep, from the first instance after
+/// `after` (by id); `part` counts the continuations before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepPart {
+    pub schema: String,
+    pub account: String,
+    pub region: String,
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub part: u32,
+}
+
+impl SweepPart {
+    pub fn new(account: &str, region: &str) -> Self {
+        SweepPart {
+            schema: SWEEP_SCHEMA.to_owned(),
+            account: account.to_owned(),
+            region: region.to_owned(),
+            after: None,
+            part: 0,
+        }
+    }
+
+    /// The part that goes on after instance `last`.
+    pub fn next(&self, last: &str) -> Self {
+        SweepPart {
+            after: Some(last.to_owned()),
+            part: self.part + 1,
+            ..self.clone()
+        }
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).expect("plain data always serializes")
+    }
+
+    pub fn group(&self) -> String {
+        message_group(&self.account, &self.region)
+    }
+}
+
+/// Any message on the work queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// An EventBridge event, straight or as a re-check come due.
+    Event(WorkItem),
+    Sweep(SweepPart),
+}
+
+impl Work {
+    pub fn parse(body: &str) -> Result<Work, WorkError> {
+        let value: Value =
+            serde_json::from_str(body).map_err(|e| WorkError::NotJson(e.to_string()))?;
+        if value.get("schema").and_then(Value::as_str) == Some(SWEEP_SCHEMA) {
+            let part: SweepPart = serde_json::from_value(value)
+                .map_err(|e| WorkError::MalformedSweep(e.to_string()))?;
+            if !is_account_id(&part.account) || part.region.is_empty() {
+                return Err(WorkError::MalformedSweep(format!(
+                    "account {:?}, region {:?}",
+                    super::cap(&part.account),
+                    super::cap(&part.region)
+                )));
+            }
+            return Ok(Work::Sweep(part));
+        }
+        WorkItem::parse(body).map(Work::Event)
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WorkError {
+    #[error("not a sweep part: {0}")]
+    MalformedSweep(String),
     #[error("message body is not JSON: {0}")]
     NotJson(String),
     #[error("message has schema {0:?}, expected {RECHECK_SCHEMA}")]
@@ -98,7 +172,7 @@ pub fn recheck_account<'a>(event: &'a Value, work_queue_url: &'a str) -> &'a str
     }
 }
 
-fn is_account_id(text: &str) -> bool {
+pub fn is_account_id(text: &str) -> bool {
     text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -150,6 +224,28 @@ mod tests {
             Err(WorkError::NotJson(_))
         ));
         assert_eq!(WorkItem::parse("{}"), Err(WorkError::Unrecognised));
+    }
+
+    #[test]
+    fn a_sweep_part_round_trips_and_goes_on_after_its_last_instance() {
+        let part = SweepPart::new("444455556666", "eu-west-2");
+        let Ok(Work::Sweep(read)) = Work::parse(&part.body()) else {
+            panic!("a sweep part")
+        };
+        assert_eq!(read, part);
+        assert_eq!(read.group(), "444455556666:eu-west-2");
+        let next = read.next("instance-b");
+        assert_eq!((next.after.as_deref(), next.part), (Some("instance-b"), 1));
+        let bad = r#"{"schema":"connect-slr-guard/sweep/v1","account":"me","region":"eu-west-2"}"#;
+        assert!(matches!(
+            Work::parse(bad),
+            Err(WorkError::MalformedSweep(_))
+        ));
+        let event = json!({"detail-type": "Scheduled Event"});
+        assert!(matches!(
+            Work::parse(&event.to_string()),
+            Ok(Work::Event(_))
+        ));
     }
 
     #[test]

@@ -173,11 +173,7 @@ async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
             PublishOutput::builder().message_id("m-1").build()
         }),
     );
-    let guard = Guard {
-        aws: account.aws(),
-        settings: settings_with_topic(),
-        ledger: None,
-    };
+    let guard = Guard::new(account.aws(), settings_with_topic(), None);
     let report = guard
         .run(
             Scope::Instance(INSTANCE_ID.into()),
@@ -224,11 +220,7 @@ async fn guard_publishes_one_message_per_finding_with_filter_attributes() {
 
 /// An instance event's pass through the guard, on the mocked account.
 async fn check_instance(account: &Account, delivery: Delivery) -> Result<PassReport, GuardError> {
-    let guard = Guard {
-        aws: account.aws(),
-        settings: settings_with_topic(),
-        ledger: None,
-    };
+    let guard = Guard::new(account.aws(), settings_with_topic(), None);
     guard
         .run(
             Scope::Instance(INSTANCE_ID.into()),

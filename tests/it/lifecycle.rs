@@ -84,6 +84,7 @@ fn run(ledger: &mut BTreeMap<String, Record>, pass: Pass, now: i64) -> Vec<&'sta
                         last_notified: Some(now),
                         finding: drift.clone(),
                         version: 1,
+                        place: None,
                     },
                 );
                 pages.push(kind);
@@ -174,6 +175,7 @@ fn an_instance_a_sweep_no_longer_lists_resolves_as_deleted() {
         last_notified: Some(0),
         finding: drift,
         version: 1,
+        place: None,
     };
     let records = BTreeMap::from([(FP.to_owned(), record)]);
     let coverage = Coverage {

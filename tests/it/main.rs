@@ -7,6 +7,7 @@ mod inventory;
 mod lifecycle;
 mod outputs;
 mod properties;
+mod remediation;
 mod rules;
 mod support;
 mod trigger;

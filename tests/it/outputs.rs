@@ -258,11 +258,7 @@ fn record_publishes(
 }
 
 async fn pass(account: &Account, settings: Settings) -> Result<PassReport, GuardError> {
-    let guard = Guard {
-        aws: account.aws(),
-        settings,
-        ledger: None,
-    };
+    let guard = Guard::new(account.aws(), settings, None);
     guard
         .run(
             Scope::Instance(INSTANCE_ID.into()),
@@ -413,11 +409,7 @@ async fn outputs_stay_off_unless_configured() {
 }
 
 async fn report_only(account: &Account) -> PassReport {
-    let guard = Guard {
-        aws: account.aws(),
-        settings: settings_with_topic(),
-        ledger: None,
-    };
+    let guard = Guard::new(account.aws(), settings_with_topic(), None);
     guard
         .run(
             Scope::Everything,
@@ -537,6 +529,7 @@ fn a_pass_imports_what_it_found_except_held_drifts_and_archives_what_it_resolved
         last_notified: Some(first_seen),
         finding: finding.clone(),
         version: 1,
+        place: None,
     };
     let mut state = LedgerState::default();
     state

@@ -645,6 +645,7 @@ fn each_rule_fires_on_its_drift_and_only_there() {
 fn every_rule_in_the_catalogue_has_a_case() {
     let missing: Vec<&str> = RuleId::ALL
         .iter()
+        .filter(|rule| rule.judged_from_snapshot())
         .filter(|rule| !CASES.iter().any(|(_, _, fired)| fired.contains(rule)))
         .map(|rule| rule.as_str())
         .collect();

@@ -462,6 +462,7 @@ impl Account {
             calls: std::sync::Arc::default(),
             connect_pace: std::sync::Arc::new(ConnectPace::new(&ConnectRates::all(1000.0), 1000)),
             region: "eu-west-2".to_owned(),
+            config: aws_config::SdkConfig::builder().build(),
         }
     }
 
