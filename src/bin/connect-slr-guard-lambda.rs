@@ -53,7 +53,7 @@ async fn handle(guard: &Guard, event: LambdaEvent<Value>) -> Result<Response, Di
     if is_sqs_batch(&payload) {
         return Box::pin(sqs_batch(guard, payload, &context)).await;
     }
-    Box::pin(pass(guard, payload, 0, &context)).await
+    Box::pin(pass(guard, payload, 0, &context, None)).await
 }
 
 /// SQS delivers `{"Records": [{"eventSource": "aws:sqs", ...}]}`.
@@ -156,7 +156,7 @@ async fn work(guard: &Guard, message: &SqsMessage, context: &Context) -> Result<
             return Ok(());
         }
     }
-    pass(guard, item.event, item.attempt, context)
+    pass(guard, item.event, item.attempt, context, Some(message_id))
         .await
         .map(|_| ())
 }
@@ -209,15 +209,11 @@ async fn sweep_part(
     message: &SqsMessage,
     context: &Context,
 ) -> Result<(), Diagnostic> {
-    let remaining = context
-        .deadline()
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
     let opts = Options {
         deadline: Some(stop_reading_at(context.deadline())),
         page: Some(Page {
             after: part.after.clone(),
-            limit: guard.part_size(remaining),
+            limit: guard.part_size(remaining(context)),
         }),
         ..Options::default()
     };
@@ -254,6 +250,7 @@ async fn pass(
     payload: Value,
     attempt: u32,
     context: &Context,
+    message_id: Option<&str>,
 ) -> Result<Response, Diagnostic> {
     let account = payload
         .get("account")
@@ -272,10 +269,18 @@ async fn pass(
             });
         }
     };
+    // A sweep from the work queue reads what one invocation can at the
+    // quota, and queues the rest as parts (`sweep_part`).
+    let work_queue = guard.settings.work_queue_url.as_deref();
+    let in_parts = trigger.kind == TriggerKind::Schedule && work_queue.is_some();
     let opts = Options {
         deadline: Some(stop_reading_at(context.deadline())),
         order_seed: Some(hours_since_epoch()),
         account,
+        page: in_parts.then(|| Page {
+            after: None,
+            limit: guard.part_size(remaining(context)),
+        }),
         ..Options::default()
     };
     let now = epoch_now();
@@ -297,6 +302,16 @@ async fn pass(
     }
     let mut report = reports.swap_remove(0);
     report.deletion_pending |= reports.iter().any(|r| r.deletion_pending);
+    let next = report
+        .snapshot
+        .part
+        .as_ref()
+        .and_then(|p| p.next_after.as_deref());
+    if let (Some(last), Some(work_queue)) = (next, work_queue) {
+        let part = SweepPart::new(&report.context.account, &report.context.region);
+        let dedup = message_id.unwrap_or(&context.request_id);
+        guard.continue_sweep(work_queue, &part, last, dedup).await?;
+    }
     if let Some(delay) = guard.recheck_delay(&report, &trigger, now)
         && attempt < MAX_RECHECKS
     {
@@ -309,6 +324,14 @@ async fn pass(
         info!(delay, attempt = attempt + 1, "re-check scheduled");
     }
     Ok(Response::Pass(Box::new(report)))
+}
+
+/// The invocation's time left.
+fn remaining(context: &Context) -> Duration {
+    context
+        .deadline()
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
 }
 
 fn hours_since_epoch() -> u64 {

@@ -131,7 +131,7 @@ async fn select_instances(
     };
     match (&opts.page, scope) {
         (Some(page), Scope::Everything) => {
-            snapshot.part = Some(scope::page(&mut instances, page));
+            snapshot.part = scope::page(&mut instances, page);
         }
         _ => {
             if let Some(seed) = opts.order_seed {

@@ -64,21 +64,24 @@ pub(super) fn listing_failed(
 }
 
 /// Keeps this part's instances: those after `page.after` (by id), at most
-/// `page.limit`.
-pub(super) fn page(instances: &mut Vec<Instance>, page: &Page) -> Part {
+/// `page.limit`. `None` when the part is the whole sweep.
+pub(super) fn page(instances: &mut Vec<Instance>, page: &Page) -> Option<Part> {
     let listed = instances.iter().map(|i| i.arn.clone()).collect();
     instances.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(after) = &page.after {
         instances.retain(|i| i.id.as_str() > after.as_str());
     }
     let rest = instances.split_off(page.limit.max(1).min(instances.len()));
-    Part {
+    if page.after.is_none() && rest.is_empty() {
+        return None;
+    }
+    Some(Part {
         listed,
         next_after: match (rest.is_empty(), instances.last()) {
             (false, Some(last)) => Some(last.id.clone()),
             _ => None,
         },
-    }
+    })
 }
 
 /// Shuffles the read order by `seed`, stable for the same seed.

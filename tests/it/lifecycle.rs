@@ -198,3 +198,46 @@ fn an_instance_a_sweep_no_longer_lists_resolves_as_deleted() {
         )]
     );
 }
+
+#[test]
+fn a_sweep_of_one_account_and_region_resolves_nothing_elsewhere() {
+    use connect_slr_guard::model::Place;
+    let place = |account: &str, region: &str| Place {
+        account: account.into(),
+        region: region.into(),
+    };
+    let record = |at: Option<Place>| Record {
+        fingerprint: FP.into(),
+        first_seen: 0,
+        last_notified: Some(0),
+        finding: finding(),
+        version: 1,
+        place: at,
+    };
+    // A sweep of another account lists none of this account's instances.
+    let coverage = Coverage {
+        existing: Some(BTreeSet::new()),
+        account_level: true,
+        place: Some(place("444455556666", "eu-west-2")),
+        ..Coverage::default()
+    };
+    let decide_for = |at: Option<Place>| {
+        let records = BTreeMap::from([(FP.to_owned(), record(at))]);
+        decide(
+            10,
+            &BTreeMap::new(),
+            &records,
+            &coverage,
+            None,
+            &BTreeSet::new(),
+        )
+    };
+    assert!(decide_for(Some(place("111122223333", "eu-west-2"))).is_empty());
+    assert!(decide_for(Some(place("444455556666", "us-east-1"))).is_empty());
+    assert_eq!(
+        decide_for(Some(place("444455556666", "eu-west-2"))).len(),
+        1
+    );
+    // Records from before central mode carry no place: as before, any pass.
+    assert_eq!(decide_for(None).len(), 1);
+}
