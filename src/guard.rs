@@ -128,7 +128,11 @@ impl Guard {
         opts: &Options,
         delivery: Delivery,
     ) -> Result<PassReport, GuardError> {
-        self.run_at(None, scope, trigger, opts, delivery).await
+        let mut report = self.run_at(None, scope, trigger, opts, delivery).await?;
+        match report.output_failure.take() {
+            Some(failure) => Err(failure),
+            None => Ok(report),
+        }
     }
 
     /// One pass at `place` (another Region, or a member account in central
@@ -144,9 +148,12 @@ impl Guard {
         let started = std::time::Instant::now();
         let calls_before = self.aws.calls.totals();
         let state = self.ledger_state(delivery).await?;
-        // The key index knows one account's instances: central mode reads
-        // every key event's instances instead.
-        let indexed = state.as_ref().filter(|_| self.settings.central.is_none());
+        let home = self.is_home(place).await;
+        // The key index knows the home account and Region's instances only:
+        // central mode, and other Regions, read every key event's instances.
+        let indexed = state
+            .as_ref()
+            .filter(|_| self.settings.central.is_none() && home);
         let opts = Options {
             key_index: indexed.map(|s| s.index.clone()),
             account: place.map(|p| p.account.clone()).or(opts.account.clone()),
@@ -156,7 +163,13 @@ impl Guard {
             // Boxed: the inventory's future is deep enough to hit the
             // compiler's type-layout recursion limit when inlined into the
             // Lambda handler.
-            Ok(reads) => Box::pin(inventory::collect(&reads, &scope, &opts)).await,
+            Ok(reads) => {
+                let mut snapshot = Box::pin(inventory::collect(&reads, &scope, &opts)).await;
+                if let (Reads::Member(_), Some(place)) = (&reads, place) {
+                    snapshot.assumed_role = self.fleet.role_arn(&self.aws, &place.account);
+                }
+                snapshot
+            }
             Err(unassumed) => unassumed,
         };
         if let Some(state) = indexed {
@@ -181,9 +194,10 @@ impl Guard {
             checks_incomplete = report.checks_incomplete(),
             "pass evaluated"
         );
+        // Remediation acts with the guard's own clients: home only.
         let mode = self.settings.remediation;
-        if delivery == Delivery::Publish && mode != Mode::Off {
-            self.remediate(&mut report, &opts, mode, &Filter::default())
+        if delivery == Delivery::Publish && mode != Mode::Off && home {
+            self.remediate(&mut report, &opts, mode, &Filter::default(), state.as_ref())
                 .await?;
         }
         let delivered = match delivery {
@@ -194,7 +208,7 @@ impl Guard {
                     Delivery::Hold => NewDrift::Hold,
                     _ => NewDrift::Page,
                 };
-                self.deliver(&mut report, &coverage, new_drift, state.as_ref())
+                self.deliver(&mut report, &coverage, new_drift, state.as_ref(), home)
                     .await
             }
         };
@@ -205,7 +219,23 @@ impl Guard {
         if self.settings.metrics {
             metrics::write_emf(&report, epoch_millis());
         }
-        delivered.map(|()| report)
+        match delivered {
+            // The pages went out: the caller finishes its work (a sweep's
+            // next part, a re-check) before it fails for these.
+            Err(late @ (GuardError::Chat(_) | GuardError::SecurityHub(_))) => {
+                report.output_failure = Some(late);
+                Ok(report)
+            }
+            other => other.map(|()| report),
+        }
+    }
+
+    /// Whether `place` is the guard's own account and Region (or none).
+    async fn is_home(&self, place: Option<&Place>) -> bool {
+        match place {
+            None => true,
+            Some(p) => p.region == self.aws.region && self.is_own_account(&p.account).await,
+        }
     }
 
     /// The clients a pass at `place` reads with. A member account whose
@@ -413,6 +443,7 @@ impl Guard {
         coverage: &Coverage,
         new_drift: NewDrift,
         state: Option<&LedgerState>,
+        home: bool,
     ) -> Result<(), GuardError> {
         if self.ledger.is_none() && report.findings.is_empty() {
             return Ok(());
@@ -432,7 +463,8 @@ impl Guard {
                     reminder_interval: self.settings.reminder_interval.map(|d| d.as_secs() as i64),
                     new_drift,
                     now,
-                    archive: if self.settings.security_hub {
+                    // Only the home place's findings are imported (README).
+                    archive: if self.settings.security_hub && home {
                         Archive::Pending
                     } else {
                         Archive::None
@@ -458,7 +490,13 @@ impl Guard {
         }
         let import =
             securityhub::pass_findings(&report.context, &report.findings, state, &delivered, now);
-        let imported = self.import_findings(report, &import).await;
+        // The default product takes its own account and Region's findings
+        // only: another place's drifts are paged, not imported (README).
+        let imported = if home {
+            self.import_findings(report, &import).await
+        } else {
+            Ok(())
+        };
         report.sent = Some(Sent {
             asff: import.findings,
             chat: delivered.chat,
@@ -482,12 +520,6 @@ impl Guard {
         import: &PassImport,
     ) -> Result<(), GuardError> {
         if !self.settings.security_hub {
-            return Ok(());
-        }
-        // The default product takes findings of its own account only: a
-        // member's drifts are paged, not imported (README).
-        if self.settings.central.is_some() && !self.is_own_account(&report.context.account).await {
-            info!(account = %report.context.account, "member findings are not imported into Security Hub");
             return Ok(());
         }
         let imported = securityhub::import(&self.aws.securityhub, &import.findings).await;

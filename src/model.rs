@@ -104,6 +104,10 @@ pub struct Snapshot {
     /// A sweep read in parts: where this part stands in the listing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<Part>,
+    /// The member role the pass read through (central mode): proof it can
+    /// be assumed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumed_role: Option<String>,
 }
 
 /// An account and Region: where a pass reads, and where a drift is.

@@ -36,6 +36,9 @@ pub struct PassReport {
     pub sent: Option<Sent>,
     /// What remediation planned and did, when it ran.
     pub remediation: Option<Remediation>,
+    /// Chat or Security Hub failed after the pages went out: the pass
+    /// fails once its caller has queued what follows it.
+    pub output_failure: Option<crate::guard::GuardError>,
     /// An SLR deletion the pass saw started is still going: the role could
     /// be read, but is on its way out.
     pub deletion_pending: bool,
@@ -189,6 +192,7 @@ impl PassReport {
             security_hub_imported: None,
             sent: None,
             remediation: None,
+            output_failure: None,
             deletion_pending: snapshot.deletion_pending(),
             snapshot,
             calls: CallTotals::default(),

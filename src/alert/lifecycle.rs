@@ -51,6 +51,9 @@ pub struct Coverage {
     pub account_level: bool,
     /// The account and Region the pass read: it covers nothing elsewhere.
     pub place: Option<Place>,
+    /// The member role the pass assumed: its `CHECK_INCOMPLETE` is over,
+    /// even in a sweep read in parts.
+    pub assumed_role: Option<String>,
 }
 
 impl Coverage {
@@ -86,6 +89,7 @@ impl Coverage {
             },
             // A part of a sweep did not see every instance's domain.
             place: snapshot.place(),
+            assumed_role: snapshot.assumed_role.clone(),
             account_level: sweep
                 && snapshot.part.is_none()
                 && !incomplete.contains(&None)
@@ -200,10 +204,18 @@ fn covered(record: &Record, coverage: &Coverage) -> Option<ResolvedReason> {
         Some(arn) if is_gone(arn, coverage) => Some(ResolvedReason::InstanceDeleted),
         Some(arn) if coverage.instances.contains(arn) => Some(ResolvedReason::NoLongerFound),
         Some(_) => None,
+        None if role_assumed(record, coverage) => Some(ResolvedReason::NoLongerFound),
         None => coverage
             .account_level
             .then_some(ResolvedReason::NoLongerFound),
     }
+}
+
+/// Whether the record is a member role that could not be assumed, and the
+/// pass assumed it.
+fn role_assumed(record: &Record, coverage: &Coverage) -> bool {
+    record.finding.rule == RuleId::CheckIncomplete
+        && coverage.assumed_role.as_deref() == Some(record.finding.resource_arn.as_str())
 }
 
 fn is_gone(instance_arn: &str, coverage: &Coverage) -> bool {

@@ -12,6 +12,7 @@ use tracing::warn;
 use super::asff::AsffFinding;
 use super::deliver::{Delivered, rfc3339};
 use super::ledger::LedgerState;
+use super::lifecycle::Record;
 use super::{Alert, PassContext, Status};
 use crate::aws::ReadError;
 use crate::finding::Finding;
@@ -160,7 +161,18 @@ pub fn pass_findings(
         import.findings.push(AsffFinding::from_alert(&alert));
     }
     let resolved = delivered.resolved.iter().map(|(record, _)| record);
-    let unarchived = state.into_iter().flat_map(|s| s.unarchived.values());
+    // Resolutions of this pass's place only: a finding's id and product
+    // are its account and Region's.
+    let here = |record: &&Record| {
+        record
+            .place
+            .as_ref()
+            .is_none_or(|p| p.account == ctx.account && p.region == ctx.region)
+    };
+    let unarchived = state
+        .into_iter()
+        .flat_map(|s| s.unarchived.values())
+        .filter(here);
     let found: BTreeSet<String> = findings
         .iter()
         .map(|f| f.fingerprint(&ctx.account, &ctx.region))

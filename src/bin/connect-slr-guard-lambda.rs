@@ -221,7 +221,7 @@ async fn sweep_part(
         account: part.account.clone(),
         region: part.region.clone(),
     };
-    let report = Box::pin(guard.run_at(
+    let mut report = Box::pin(guard.run_at(
         Some(&place),
         Scope::Everything,
         Trigger::schedule(),
@@ -240,7 +240,10 @@ async fn sweep_part(
             .continue_sweep(work_queue, part, last, message_id)
             .await?;
     }
-    Ok(())
+    match report.output_failure.take() {
+        Some(failure) => Err(failure.into()),
+        None => Ok(()),
+    }
 }
 
 /// One pass over an EventBridge event; `attempt` counts the re-checks
@@ -322,6 +325,14 @@ async fn pass(
             counts.rechecks_scheduled += 1;
         }
         info!(delay, attempt = attempt + 1, "re-check scheduled");
+    }
+    // What follows the pass is queued: now it may fail for chat or
+    // Security Hub.
+    let failure = std::iter::once(&mut report)
+        .chain(reports.iter_mut())
+        .find_map(|r| r.output_failure.take());
+    if let Some(failure) = failure {
+        return Err(failure.into());
     }
     Ok(Response::Pass(Box::new(report)))
 }

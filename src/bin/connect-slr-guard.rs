@@ -469,8 +469,13 @@ async fn remediate(
         .await
         .map_err(|e| e.to_string())?;
     let mode = if apply { Mode::Apply } else { Mode::DryRun };
+    // Mutes hold fixes back, and recent fixes count against the cap.
+    let state = match &guard.ledger {
+        Some(ledger) => Some(ledger.state().await.map_err(|e| e.to_string())?),
+        None => None,
+    };
     guard
-        .remediate(&mut report, &opts, mode, &filter)
+        .remediate(&mut report, &opts, mode, &filter, state.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     write_stdout(&report.render_remediation(format))?;

@@ -9,11 +9,12 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::{Guard, GuardError, epoch_now};
+use crate::alert::ledger::LedgerState;
 use crate::finding::{Finding, RuleId};
 use crate::inventory::{self, Options};
 use crate::model::Snapshot;
 use crate::remediation::{
-    self, Actor, Filter, FixReport, Mode, Outcome, Plan, Refusal, Remediation, annotate,
+    self, Actor, Filter, Fix, FixReport, Mode, Outcome, Plan, Refusal, Remediation, annotate,
 };
 use crate::report::PassReport;
 use crate::rules;
@@ -26,18 +27,33 @@ const VERIFY_DELAY: Duration = Duration::from_secs(2);
 
 impl Guard {
     /// Plans the pass's fixes and, in `apply` mode, makes and verifies them.
+    /// `ledger`: what the ledger holds, when there is one: a muted drift is
+    /// never fixed, and fixes made since the last sweep count against
+    /// `REMEDIATION_MAX_ACTIONS`.
     pub async fn remediate(
         &self,
         report: &mut PassReport,
         opts: &Options,
         mode: Mode,
         filter: &Filter,
+        ledger: Option<&LedgerState>,
     ) -> Result<(), GuardError> {
         let max_actions = self.settings.remediation_max_actions;
-        let plan = match self.actor().await {
+        let mut plan = match self.actor().await {
             Ok(actor) => self.plan(report, &actor, filter),
             Err(reason) => unplannable(report, filter, &reason),
         };
+        if let Some(state) = ledger {
+            hold_muted(&mut plan, state, report);
+            let recent = recent_fixes(state, report);
+            if recent > 0 && plan.fixes.len() + recent > max_actions {
+                warn!(
+                    recent,
+                    "remediation: fixes made since the last sweep count against the cap"
+                );
+                plan.over_cap = true;
+            }
+        }
         let mut done = Remediation {
             mode,
             max_actions,
@@ -169,6 +185,51 @@ impl Guard {
         }
         Ok(())
     }
+}
+
+/// A muted drift is someone's decision: never fixed, even if fixable.
+fn hold_muted(plan: &mut Plan, state: &LedgerState, report: &PassReport) {
+    let now = epoch_now();
+    let ctx = &report.context;
+    let muted = |fingerprint: &str| {
+        report
+            .findings
+            .iter()
+            .filter(|f| f.fingerprint(&ctx.account, &ctx.region) == fingerprint)
+            .any(|f| state.mutes.iter().any(|m| m.is_active(now) && m.covers(f)))
+    };
+    let (held, fixes): (Vec<Fix>, Vec<Fix>) = std::mem::take(&mut plan.fixes)
+        .into_iter()
+        .partition(|fix| fix.fingerprints.iter().any(|fp| muted(fp)));
+    plan.fixes = fixes;
+    for fix in held {
+        for fingerprint in fix.fingerprints {
+            plan.refusals.push(Refusal {
+                rule: fix.rule,
+                fingerprint,
+                resource_arn: fix.key_arn.clone(),
+                reason: "muted: someone decided to leave it as it is".to_owned(),
+            });
+        }
+    }
+}
+
+/// Fixes the guard made that the ledger still holds open (the drift was
+/// paged with its fix, and no pass has resolved it yet): a mass drift that
+/// arrives one event at a time still meets the cap.
+fn recent_fixes(state: &LedgerState, report: &PassReport) -> usize {
+    let ctx = &report.context;
+    let this_pass: BTreeSet<String> = report
+        .findings
+        .iter()
+        .map(|f| f.fingerprint(&ctx.account, &ctx.region))
+        .collect();
+    state
+        .records
+        .values()
+        .filter(|r| !this_pass.contains(&r.fingerprint))
+        .filter(|r| r.finding.details["remediation_action"]["outcome"]["result"] == "applied")
+        .count()
 }
 
 /// Without knowing who it is, the guard cannot judge a key policy: every

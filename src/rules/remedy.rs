@@ -25,10 +25,6 @@ pub fn managed_policy_arn(role_arn: &str) -> String {
     )
 }
 
-/// Recreating the role under the name the instance names is what AWS
-/// documents ("create a service-linked role with the connect.amazonaws.com
-/// service name"); whether IAM accepts the instance's suffix for Connect,
-/// and whether the instance then uses the role, it does not say (README).
 pub fn create_slr(role_arn: &str) -> String {
     let name = role_name(role_arn);
     let suffix = has_slr_prefix(name)
@@ -36,12 +32,11 @@ pub fn create_slr(role_arn: &str) -> String {
         .and_then(|rest| rest.strip_prefix('_'))
         .map(|s| format!(" --custom-suffix {}", sh(s)))
         .unwrap_or_default();
-    format!(
-        "aws iam create-service-linked-role --aws-service-name connect.amazonaws.com{suffix} \
-         (if IAM refuses the suffix, or the instance still cannot use the role, ask AWS Support \
-         to restore the instance's service-linked role)"
-    )
+    format!("aws iam create-service-linked-role --aws-service-name connect.amazonaws.com{suffix}")
 }
+
+/// What AWS does not say about [`create_slr`], for the alert's details.
+pub const SLR_RECREATION_NOTE: &str = "AWS documents recreating the role with the connect.amazonaws.com service name, but not whether IAM accepts the instance's suffix for Connect, nor how an existing instance takes a recreated role back: if IAM refuses the suffix, or the instance still cannot use the role, ask AWS Support to restore the instance's service-linked role";
 
 pub fn create_grant(key_arn: &str, role_arn: &str, operations: &[String]) -> String {
     let ops: Vec<String> = operations.iter().map(|o| sh(o)).collect();
@@ -72,12 +67,9 @@ mod tests {
     #[test]
     fn slr_command_keeps_the_suffix() {
         let arn = "arn:aws:iam::1:role/aws-service-role/connect.amazonaws.com/AWSServiceRoleForAmazonConnect_Ab1";
-        assert!(
-            create_slr(arn).starts_with(
-                "aws iam create-service-linked-role --aws-service-name connect.amazonaws.com --custom-suffix Ab1 "
-            ),
-            "{}",
-            create_slr(arn)
+        assert_eq!(
+            create_slr(arn),
+            "aws iam create-service-linked-role --aws-service-name connect.amazonaws.com --custom-suffix Ab1"
         );
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::incomplete;
-use super::remedy::{create_slr, managed_policy_arn, sh};
+use super::remedy::{SLR_RECREATION_NOTE, create_slr, managed_policy_arn, sh};
 use crate::finding::{Finding, RuleId};
 use crate::model::{
     Instance, Observed, PROFILES_MANAGED_PREFIX, Role, SLR_PATH, Snapshot, StorageConfig,
@@ -36,7 +36,11 @@ pub fn missing(instance: &Instance, role_arn: &str) -> Finding {
             role_name(role_arn),
             instance.label()
         ))
-        .details(json!({ "instance_id": instance.id, "role_arn": role_arn }))
+        .details(json!({
+            "instance_id": instance.id,
+            "role_arn": role_arn,
+            "note": SLR_RECREATION_NOTE,
+        }))
         .remediation(create_slr(role_arn))
 }
 
@@ -62,6 +66,7 @@ pub fn being_deleted(snapshot: &Snapshot, instance: &Instance, role_arn: &str) -
                     "role_arn": role_arn,
                     "deletion_task": deletion.task_id,
                     "deletion_status": status.as_str(),
+                    "note": SLR_RECREATION_NOTE,
                 })),
         ),
         Observed::Found(_) | Observed::Absent => None,

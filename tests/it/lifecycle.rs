@@ -241,3 +241,39 @@ fn a_sweep_of_one_account_and_region_resolves_nothing_elsewhere() {
     // Records from before central mode carry no place: as before, any pass.
     assert_eq!(decide_for(None).len(), 1);
 }
+
+#[test]
+fn a_member_role_assumed_again_resolves_its_incomplete_check_even_in_parts() {
+    let role = "arn:aws:iam::444455556666:role/connect-slr-guard-audit";
+    let record = Record {
+        fingerprint: FP.into(),
+        first_seen: 0,
+        last_notified: Some(0),
+        finding: Finding::new(RuleId::CheckIncomplete, None, role),
+        version: 1,
+        place: None,
+    };
+    let records = BTreeMap::from([(FP.to_owned(), record)]);
+    let decide_with = |assumed: Option<&str>| {
+        let coverage = Coverage {
+            assumed_role: assumed.map(str::to_owned),
+            ..Coverage::default()
+        };
+        decide(
+            10,
+            &BTreeMap::new(),
+            &records,
+            &coverage,
+            None,
+            &BTreeSet::new(),
+        )
+    };
+    assert_eq!(decide_with(Some(role)).len(), 1);
+    assert!(decide_with(None).is_empty());
+    assert!(
+        decide_with(Some(
+            "arn:aws:iam::777788889999:role/connect-slr-guard-audit"
+        ))
+        .is_empty()
+    );
+}

@@ -304,7 +304,13 @@ async fn remediated(account: &Account, mode: Mode) -> connect_slr_guard::report:
         .await
         .unwrap();
     guard
-        .remediate(&mut report, &Options::default(), mode, &Filter::default())
+        .remediate(
+            &mut report,
+            &Options::default(),
+            mode,
+            &Filter::default(),
+            None,
+        )
         .await
         .unwrap();
     report
@@ -380,4 +386,39 @@ async fn dry_run_and_off_make_nothing() {
     assert!(created.lock().unwrap().is_empty());
     assert!(report.remediation.is_none());
     assert_eq!(account.kms.calls("CreateGrant"), 0);
+}
+
+/// A publishing pass, as the Lambda runs it, under `mode`.
+async fn published(account: &mut Account, mode: Mode) -> connect_slr_guard::report::PassReport {
+    account.sns.first(
+        "Publish",
+        mock!(aws_sdk_sns::Client::publish).then_output(|| {
+            aws_sdk_sns::operation::publish::PublishOutput::builder()
+                .message_id("m-1")
+                .build()
+        }),
+    );
+    guard(account, mode)
+        .run(
+            Scope::Everything,
+            Trigger::audit(),
+            &Options::default(),
+            Delivery::Publish,
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_publishing_pass_fixes_only_in_apply_mode() {
+    for (mode, grants) in [(Mode::Off, 0), (Mode::DryRun, 0), (Mode::Apply, 1)] {
+        let (mut account, created) = remediable_account(true);
+        let report = published(&mut account, mode).await;
+        assert_eq!(created.lock().unwrap().len(), grants, "{mode:?}");
+        assert_eq!(report.remediation.is_some(), mode != Mode::Off, "{mode:?}");
+        assert_eq!(
+            report.alerts_published, 1,
+            "{mode:?}: the drift still pages"
+        );
+    }
 }
