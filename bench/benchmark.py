@@ -16,6 +16,11 @@ cold path over HTTPS: the guard and a floor that makes one HTTPS call with
 the same TLS stack, each trusting a throwaway CA through a certificate
 directory shaped like Lambda's Amazon Linux 2023 (bench/tls_front.py).
 Every run also reports the guard binary's size and its Lambda zip's.
+Part `central` (issue 15): a scheduled sweep in central mode fanned out over
+1 to 20 member accounts x 2 Regions on the FIFO work queue, drained by
+several function processes as Lambda's SQS event source does; its wall time
+against the number of accounts (a text chart) and the Connect calls per
+second of each account and Region.
 """
 
 import argparse
@@ -33,11 +38,11 @@ from pathlib import Path
 
 from conftest import OUT, REPO, sample_event
 from fault_proxy import FaultProxy
-from local_aws import LocalAws, http_json
-from runtime_api import LambdaFunction
+from local_aws import ACCOUNT, REGION, LocalAws, http_json
+from runtime_api import FifoEventSource, LambdaFunction
 from tls_front import TlsBench
-from scenarios import (CTR_STREAM, SCENARIOS, TOPIC_ARN, Spec, create_role, event_for, instance, role_arn, seed,
-                       spec_for, subscribe_queue)
+from scenarios import (CTR_STREAM, MEMBER_ROLE_NAME, SCENARIOS, TOPIC_ARN, Spec, create_role, event_for, instance,
+                       role_arn, seed, seed_place, spec_for, subscribe_queue)
 
 # The fewest AWS calls each event kind can make on the healthy one-instance
 # account (a CMK domain, a CMK-encrypted S3 store, a Kinesis CTR stream, one
@@ -300,6 +305,86 @@ class Bench:
             out[name] |= {f"{m}_max": max(s[m]) for m in ("handshake_failures", "findings") if s[m]}
         return out
 
+    def central(self, account_counts, rps, concurrency, instances=1):
+        # concurrency "places": one function per account and Region, as Lambda scales out on a FIFO queue
+        """Central mode (issue 15): for each n in `account_counts`, a scheduled sweep over n member accounts x
+        CENTRAL_REGIONS, `instances` healthy instances in each account and Region. The function fans the sweep
+        out on the FIFO work queue, one part per account and Region in its own message group, and `concurrency`
+        function processes drain it as Lambda's SQS event source does (BatchSize 1; SQS keeps each group to one
+        message in flight). Per run: the drain's wall time against its quota-bound limit (rounds of
+        `concurrency` places, each the time its storage reads take at `rps` after the burst), the Connect calls,
+        each account and Region's Connect calls per second (per API after its burst, the quota's measure; and all
+        of them over the part), and how often any went faster than its bucket."""
+        rows = []
+        for n in account_counts:
+            self.aws.reset()
+            self.proxy.set({})
+            accounts = central_members(n)
+            for account in accounts:
+                for region in CENTRAL_REGIONS:
+                    seed_place(self.aws, account, region, instances=instances)
+            oncall = subscribe_queue(self.aws)
+            sqs = self.aws.client("sqs")
+            work = sqs.create_queue(QueueName="guard-work.fifo", Attributes={
+                "FifoQueue": "true", "ContentBasedDeduplication": "true", "VisibilityTimeout": "960"})["QueueUrl"]
+            source = FifoEventSource(sqs, work, REGION)
+            env = {"MEMBER_ROLE_NAME": MEMBER_ROLE_NAME, "MEMBER_ACCOUNTS": ",".join(accounts),
+                   "SWEEP_REGIONS": ",".join(CENTRAL_REGIONS), "WORK_QUEUE_URL": work}
+            places = n * len(CENTRAL_REGIONS)
+            processes = places if concurrency == "places" else concurrency
+            # Straight to moto and the double, not through the proxy: one Python hop less between the guard's
+            # request and the double's time stamp, which the quota check reads.
+            env = {**self.aws.sdk_env(), "ALERT_TOPIC_ARN": TOPIC_ARN, "CONNECT_API_RPS": str(rps), **env}
+            functions = []
+            for _ in range(processes):
+                functions.append(LambdaFunction(str(self.bin_dir / "connect-slr-guard-lambda"), env))
+                functions[-1].wait_ready()
+            try:
+                self.aws.double_calls(clear=True)
+                sweep = json.loads(sample_event("scheduled-sweep.json"))
+                sqs.send_message(QueueUrl=work, MessageBody=json.dumps(sweep), MessageGroupId=f"{ACCOUNT}:{REGION}")
+                started = time.monotonic()
+                deliveries = source.drain(functions, timeout_s=900)
+                # To the last part's end: the pollers' own winding down is not the sweep's.
+                wall_s = max(d["finished"] for d in deliveries) - started
+            finally:
+                for fn in functions:
+                    fn.close()
+            calls = [c for c in self.aws.double_calls() if c["operation"] in CONNECT_APIS]
+            parts = [d for d in deliveries if d["body"].get("schema") == "connect-slr-guard/sweep/v1"]
+            part_s = {(d["body"]["account"], d["body"]["region"]): d["finished"] - d["started"] for d in parts}
+            by_place_api, by_place = {}, Counter()
+            for c in calls:
+                by_place_api.setdefault((c["account"], c["region"], c["operation"]), []).append(c["time"])
+                by_place[(c["account"], c["region"])] += 1
+            after_burst = [(len(t) - CONNECT_BURST) / (max(t) - min(t)) for t in by_place_api.values()
+                           if len(t) > CONNECT_BURST and max(t) > min(t)]
+            place_bound_s = max(STORAGE_CALLS_PER_INSTANCE * instances - CONNECT_BURST, 0) / rps
+            bound_s = math.ceil(places / processes) * place_bound_s
+            rows.append({
+                "accounts": n, "regions": len(CENTRAL_REGIONS), "places": places, "instances_per_place": instances,
+                "concurrency": concurrency, "functions": processes, "rps": rps,
+                "messages": len(deliveries), "parts": len(parts),
+                "wall_s": round(wall_s, 2), "quota_bound_s": round(bound_s, 2),
+                "ratio_to_limit": round(wall_s / bound_s, 2) if bound_s else None,
+                "connect_calls": len(calls),
+                "places_read": len(by_place),
+                "list_instances_max_per_place": max((len(t) for (_, _, op), t in by_place_api.items()
+                                                     if op == "ListInstances"), default=0),
+                "place_api_rps_median": round(median(after_burst), 2),
+                "place_api_rps_max": round(max(after_burst, default=float("nan")), 2),
+                "place_calls_per_s_median": round(median([by_place[p] / s for p, s in part_s.items() if s > 0]), 2),
+                "place_part_s_median": round(median(list(part_s.values())), 2),
+                "place_part_s_max": round(max(part_s.values(), default=float("nan")), 2),
+                "fan_out_s": round(deliveries[0]["finished"] - deliveries[0]["started"], 2),
+                "last_part_started_s": round(max((d["started"] for d in parts), default=started) - started, 2),
+                "org_calls_per_s": round(len(calls) / wall_s, 2),
+                "over_bucket": sum(bucket_overruns(sorted(t), rps, CONNECT_BURST) for t in by_place_api.values()),
+                "alerts": len(drain_queue(sqs, oncall)),
+            })
+            print(f"  central, {n} accounts, {processes} functions: {rows[-1]}", file=sys.stderr)
+        return rows
+
     def close(self):
         self.proxy.close()
         self.aws.close()
@@ -307,6 +392,42 @@ class Bench:
 
 CONNECT_BURST = 5
 DEFAULT_CONNECT_RPS = 2
+CONNECT_APIS = ("ListInstances", "DescribeInstance", "ListInstanceStorageConfigs")
+STORAGE_CALLS_PER_INSTANCE = 13  # one ListInstanceStorageConfigs per storage resource type
+CENTRAL_REGIONS = (REGION, "eu-west-1")
+
+
+def central_members(n):
+    """n member account ids, none the central account."""
+    return [str(444400000000 + 1111 * k) for k in range(1, n + 1)]
+
+
+def drain_queue(sqs, url):
+    """Every message on a queue (deleted)."""
+    out = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []):
+        for m in batch:
+            out.append(m)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return out
+
+
+def concurrency_label(concurrency):
+    return "one function per account and Region" if concurrency == "places" else f"{concurrency} functions"
+
+
+def central_chart(rows, width=40):
+    """Sweep wall time against the number of accounts, one series per concurrency, as a text chart."""
+    top = max(r["wall_s"] for r in rows) or 1
+    r0 = rows[0]
+    lines = [f"central sweep: drain wall time (CONNECT_API_RPS={r0['rps']:g}, {r0['instances_per_place']} instance "
+             f"per account and Region, {r0['regions']} Regions)"]
+    for concurrency in dict.fromkeys(r["concurrency"] for r in rows):
+        lines.append(f"{concurrency_label(concurrency)}:")
+        for r in (r for r in rows if r["concurrency"] == concurrency):
+            bar = "#" * max(1, round(r["wall_s"] / top * width))
+            lines.append(f"{r['accounts']:>4} accounts |{bar:<{width}}| {r['wall_s']:6.1f} s ({r['places']} parts)")
+    return "\n".join(lines)
 # A request is stamped when the proxy reads it, up to this long after the guard
 # took its slot: that delay can bunch stamps by at most rps x this, once.
 STAMP_SLACK_S = 0.05
@@ -389,8 +510,11 @@ def main():
     parser.add_argument("--profile", default=None, help="cargo profile of the binaries (default: release; debug with --smoke)")
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--bin-dir", help="directory of the guard binaries (default: the cargo profile's)")
-    parser.add_argument("--parts", default="cold,calls,sweep,pacing,tls",
-                        help="comma-separated subset of cold,calls,sweep,pacing,tls")
+    parser.add_argument("--parts", default="cold,calls,sweep,pacing,tls,central",
+                        help="comma-separated subset of cold,calls,sweep,pacing,tls,central")
+    parser.add_argument("--central-concurrency", default="4,places",
+                        help="function processes draining the work queue in the central part, one run each: a "
+                             "number, or places (one per account and Region, as Lambda scales); default 4,places")
     args = parser.parse_args()
     profile = args.profile or ("debug" if args.smoke else "release")
     bin_dir = Path(args.bin_dir) if args.bin_dir else cargo_target() / profile
@@ -419,6 +543,13 @@ def main():
         if "tls" in parts:
             print("TLS cold path...", file=sys.stderr)
             results["tls"] = bench.tls_cold_path(3 if args.smoke else 20)
+        if "central" in parts:
+            print("central mode...", file=sys.stderr)
+            # The smoke run: 1 and 2 accounts at 20/s; a full run: up to 20 accounts at the default quota.
+            concurrencies = [c if c == "places" else int(c) for c in args.central_concurrency.split(",")]
+            results["central"] = (bench.central([1, 2], 20, 2) if args.smoke
+                                  else [row for c in concurrencies
+                                        for row in bench.central([1, 5, 10, 20], DEFAULT_CONNECT_RPS, c)])
     finally:
         bench.close()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -427,6 +558,8 @@ def main():
     if "sweep" in results and not args.smoke:
         svg_chart(results["sweep"], REPO / "docs" / "sweep-scaling.svg")
     check(results)
+    if "central" in results:
+        print(central_chart(results["central"]), file=sys.stderr)
     print(json.dumps(results, indent=2))
 
 
@@ -470,6 +603,19 @@ def markdown(results):
                 "| Connect API | calls | calls/s after the burst | faster than its bucket |", "|---|---|---|---|"]
         out += [f"| {op} | {a['calls']} | {a['calls_per_s_after_burst']} | {a['over_bucket']} |"
                 for op, a in p["apis"].items()]
+    if "central" in results:
+        c = results["central"]
+        out += ["", f"Central mode: a scheduled sweep fanned out over N accounts x {c[0]['regions']} Regions, "
+                f"{c[0]['instances_per_place']} instance each, at `CONNECT_API_RPS={c[0]['rps']:g}`.", "",
+                "| functions | accounts | parts | wall time | quota-bound limit | ratio | Connect calls | "
+                "per account and Region: calls/s per API after the burst (median, max) | all its Connect calls/s "
+                "over its part | organisation calls/s | faster than its bucket |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['functions']} | {r['accounts']} | {r['parts']} | {r['wall_s']:.1f} s | "
+                f"{r['quota_bound_s']:.1f} s | {r['ratio_to_limit']}x | {r['connect_calls']} | "
+                f"{r['place_api_rps_median']}, {r['place_api_rps_max']} | "
+                f"{r['place_calls_per_s_median']} | {r['org_calls_per_s']} | {r['over_bucket']} |" for r in c]
+        out += ["", "```", central_chart(c), "```"]
     if "tls" in results:
         t = results["tls"]
         g, h = t["guard"], t["hello"]
@@ -512,6 +658,17 @@ def check(results):
             assert a["over_bucket"] == 0, f"{op} went faster than {p['rps']}/s, burst {CONNECT_BURST}: {p}"
         assert {"ListInstances", "ListInstanceStorageConfigs"} <= set(p["apis"]), p
         assert p["ratio_to_limit"] <= 1.2, f"the sweep took over 1.2x its quota-bound limit: {p}"
+    for r in results.get("central", []):
+        where = f"central, {r['accounts']} accounts, {concurrency_label(r['concurrency'])}"
+        assert r["parts"] == r["places"] == r["places_read"], f"{where}: not one part per account and Region: {r}"
+        assert r["messages"] == r["parts"] + 1, f"{where}: a continuation or a stray message: {r}"
+        assert r["list_instances_max_per_place"] == 1, f"{where}: an account and Region listed twice: {r}"
+        assert r["over_bucket"] == 0, f"{where}: Connect calls outran a place's bucket: {r}"
+        assert r["alerts"] == 0, f"{where}: alerts on healthy accounts: {r}"
+        # At the quota the quota decides (faster, the fixed costs do); one process per place oversubscribes the
+        # bench's host (the emulators and N functions on its cores): that series shows the host, not the guard.
+        if r["rps"] == DEFAULT_CONNECT_RPS and r["concurrency"] != "places":
+            assert r["ratio_to_limit"] <= 1.5, f"{where}: over 1.5x its quota-bound limit: {r}"
     if "tls" in results:
         t = results["tls"]
         g, h = t["guard"], t["hello"]

@@ -42,10 +42,29 @@ State lives in memory and is replaced as a whole by `PUT /_double/state`:
 Timestamps are epoch seconds. Missing CreatedAt/LastUpdatedAt default to
 1700000000 (the models mark them required).
 
-Control endpoints (not AWS operations): PUT /_double/state,
-POST /_double/reset (empties the state), GET /_double/health.
+Accounts and Regions. Each account and Region has its own state, as in AWS.
+The Region is the request's SigV4 scope (`Credential=<key>/<date>/<region>/...`).
+The account is the caller's: with `--moto URL`, the double asks moto's STS
+who the request's access key id belongs to (GetCallerIdentity with that key,
+which moto resolves without checking the signature: an assumed role's keys
+act in the role's account), once per key. Without `--moto`, or for keys
+moto does not know, the caller is the default account (`--account`, the
+bench's account). A state is put for an account and a Region
+(`PUT /_double/state?account=<id>&region=<region>`), for every Region of an
+account (`?account=<id>`), or, with neither, for every Region of the default
+account: what every single-account test does. An account and Region with no
+state of its own has the account's state for every Region, if any, or none.
+Instance ARNs in a state put for an account (and a Region) must name it.
 
-Usage: python bench/connect_profiles_double.py --port 0 [--verbose]
+Control endpoints (not AWS operations): PUT /_double/state[?account=&region=],
+POST /_double/reset (empties every state and the call log), GET /_double/health,
+GET /_double/calls (every operation served since the last reset or
+DELETE /_double/calls: {"account", "region", "operation", "target" (the
+instance id, domain name or integration URI the call names, if any),
+"access_key" (the caller's access key id), "time" (time.monotonic() of this
+process), "status"}).
+
+Usage: python bench/connect_profiles_double.py --port 0 [--moto URL] [--account ID] [--verbose]
 Prints `PORT=<n>` on stdout once listening. Python stdlib only.
 """
 
@@ -53,9 +72,12 @@ import argparse
 import base64
 import copy
 import json
+import re
 import signal
 import sys
 import threading
+import time
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -210,14 +232,96 @@ def normalize_state(doc):
     return state
 
 
+ACCOUNT_RE = re.compile(r"^\d{12}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+SCOPE_RE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/[^/]+/aws4_request")
+
+
+def check_arns(state, account, region):
+    """A state put for an account (and a Region) describes instances there."""
+    for i, inst in enumerate(state["instances"]):
+        parts = str(inst["Arn"]).split(":")
+        if len(parts) < 6 or parts[4] != account or (region is not None and parts[3] != region):
+            raise StateError(f"instances[{i}].Arn {inst['Arn']!r} is not in account {account}"
+                             + (f", Region {region}" if region else ""))
+
+
 class Store:
-    def __init__(self):
+    """The states by (account, region); region None: every Region of the account."""
+
+    def __init__(self, default_account=None):
         self.lock = threading.Lock()
-        self.state = empty_state()
+        self.default_account = default_account
+        self.states = {}
+        self.calls = []
+
+    @property
+    def state(self):  # the default account's state for every Region, as before accounts
+        with self.lock:
+            return self.states.get((self.default_account, None), empty_state())
+
+    def put(self, account, region, state):
+        with self.lock:
+            self.states[(account or self.default_account, region)] = state
+
+    def reset(self):
+        with self.lock:
+            self.states, self.calls = {}, []
+
+    def state_for(self, account, region):
+        """The state an account and Region's caller sees (never mutated: a PUT replaces it whole)."""
+        with self.lock:
+            return self.states.get((account, region)) or self.states.get((account, None)) or empty_state()
 
     def snapshot(self):
+        return copy.deepcopy(self.state)
+
+    def record(self, call):
         with self.lock:
-            return copy.deepcopy(self.state)
+            self.calls.append(call)
+
+    def call_log(self, clear=False):
+        with self.lock:
+            calls = list(self.calls)
+            if clear:
+                self.calls = []
+            return calls
+
+
+class Accounts:
+    """The caller's account, from the request's access key id, as moto's STS
+    resolves it; cached per key."""
+
+    def __init__(self, moto_url, default_account):
+        self.moto_url = moto_url
+        self.default_account = default_account
+        self.cache = {}
+        self.lock = threading.Lock()
+
+    def of(self, access_key):
+        if not self.moto_url or not access_key:
+            return self.default_account
+        with self.lock:
+            if access_key in self.cache:
+                return self.cache[access_key]
+        # moto reads the key from the Authorization header and checks no signature.
+        req = urllib.request.Request(
+            self.moto_url + "/", data=b"Action=GetCallerIdentity&Version=2011-06-15", method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "Authorization": f"AWS4-HMAC-SHA256 Credential={access_key}/20240101/us-east-1/sts/aws4_request, "
+                                      "SignedHeaders=host, Signature=0"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            found = re.search(rb"<Account>(\d{12})</Account>", resp.read())
+        if not found:
+            raise RuntimeError(f"moto did not name the account of access key {access_key}")
+        account = found.group(1).decode()
+        with self.lock:
+            self.cache[access_key] = account
+        return account
+
+    def forget(self):
+        with self.lock:
+            self.cache = {}
 
 
 # --------------------------------------------------------------------------
@@ -376,6 +480,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "connect-profiles-double/1"
     store = None  # set in main()
+    accounts = None  # set in main()
     verbose = False
 
     def log_message(self, fmt, *args):  # quiet unless --verbose
@@ -446,21 +551,31 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, path, raw):
         store = self.store
         method = self.command
+        query = parse_qs(urlsplit(self.path).query)
         if path == "/_double/state" and method == "PUT":
+            account = (query.get("account") or [None])[0]
+            region = (query.get("region") or [None])[0]
             try:
+                if account is not None and not ACCOUNT_RE.match(account):
+                    raise StateError(f"account {account!r}: expected 12 digits")
+                if region is not None and (account is None or not REGION_RE.match(region)):
+                    raise StateError(f"region {region!r}: expected a Region name, with an account")
                 new_state = normalize_state(json.loads(raw.decode("utf-8") or "null"))
+                if account is not None:
+                    check_arns(new_state, account, region)
             except (ValueError, UnicodeDecodeError) as exc:
                 self._send_error("BadRequestException", 400, f"invalid state document: {exc}")
                 return
-            with store.lock:
-                store.state = new_state
+            store.put(account, region, new_state)
             self._send(200, new_state)
         elif path == "/_double/reset" and method == "POST":
-            with store.lock:
-                store.state = empty_state()
+            store.reset()
+            self.accounts.forget()
             self._send(200, {"reset": True})
         elif path == "/_double/health" and method == "GET":
             self._send(200, {"ok": True})
+        elif path == "/_double/calls" and method in ("GET", "DELETE"):
+            self._send(200, store.call_log(clear=method == "DELETE"))
         else:
             self._send_error("UnknownOperationException", 404,
                              f"unknown double control request {method} {path}")
@@ -471,6 +586,15 @@ class Handler(BaseHTTPRequestHandler):
             self._send_error("UnknownOperationException", 404, f"No operation matches {self.command} {path}")
             return
         service, operation, handler, params = matched
+        scope = SCOPE_RE.search(self.headers.get("Authorization", ""))
+        access_key, region = scope.groups() if scope else (None, None)
+        try:
+            account = self.accounts.of(access_key)
+        except Exception as exc:
+            self._send_error("InternalFailure", 500, f"double could not resolve the caller's account: {exc!r}")
+            return
+        call = {"account": account, "region": region, "operation": operation, "target": params[0] if params else None,
+                "access_key": access_key, "time": time.monotonic()}
         try:
             body = None
             if raw.strip():
@@ -478,11 +602,15 @@ class Handler(BaseHTTPRequestHandler):
                     body = json.loads(raw.decode("utf-8"))
                 except (ValueError, UnicodeDecodeError):
                     raise ApiError("bad_request", f"{operation}: request body is not valid JSON") from None
-            result = handler(self.store.snapshot(), params, query, body)
+            if operation == "ListAccountIntegrations" and isinstance(body, dict):
+                call["target"] = body.get("Uri")
+            result = handler(self.store.state_for(account, region), params, query, body)
         except ApiError as err:
             code, status = ERRORS[service][err.kind]
+            self.store.record({**call, "status": status})
             self._send_error(code, status, err.message)
             return
+        self.store.record({**call, "status": 200})
         self._send(200, result)
 
 
@@ -500,11 +628,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0 = pick a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--moto", help="moto server URL: callers' accounts are resolved through its STS")
+    parser.add_argument("--account", help="the default account: callers moto does not place, and unscoped states")
     parser.add_argument("--verbose", action="store_true", help="log every request on stderr")
     args = parser.parse_args(argv)
 
-    store = Store()
+    store = Store(args.account)
     Handler.store = store
+    Handler.accounts = Accounts(args.moto, args.account)
     Handler.verbose = args.verbose
     server = Server((args.host, args.port), Handler)
 

@@ -168,3 +168,88 @@ class LambdaFunction:
         for out in {self.log, self.stdout}:
             if out is not subprocess.DEVNULL:
                 out.close()
+
+
+class FifoEventSource:
+    """Lambda's SQS event source for a FIFO queue, as template.yaml maps the work queue (BatchSize 1,
+    ReportBatchItemFailures), played for tests and the benchmark: each function process gets a poller that
+    receives one message, hands it over as Lambda does (a `Records` batch of one, with the message's attributes,
+    MessageGroupId included), and deletes it once the function succeeded. SQS keeps a message group to one
+    message in flight, so with several functions the groups run side by side and each group in order, as under
+    Lambda's scaling. Test support code: any failure stops the drain."""
+
+    def __init__(self, sqs, url, region):
+        self.sqs = sqs
+        self.url = url
+        self.region = region
+        self.arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def record(self, message):
+        """One record as Lambda's SQS event source hands it over."""
+        return {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
+                "attributes": message.get("Attributes", {}), "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": self.arn,
+                "awsRegion": self.region}
+
+    def drain(self, functions, timeout_s=60.0, limit=1000):
+        """Feeds `functions` (a LambdaFunction, or a list to run side by side) until the queue is empty and
+        nothing is in flight; returns the deliveries, in the order they started: dicts of message_id, group,
+        body (parsed), function (index), started and finished (time.monotonic())."""
+        functions = functions if isinstance(functions, list) else [functions]
+        lock = threading.Lock()
+        state = {"in_flight": 0, "failure": None}
+        deliveries = []
+
+        def poll(index, fn):
+            idle = 0.01
+            while True:
+                with lock:
+                    if state["failure"] or len(deliveries) > limit:
+                        return
+                    state["in_flight"] += 1  # counted before the receive: an idle poller cannot miss a continuation
+                try:
+                    batch = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1, WaitTimeSeconds=0,
+                                                     AttributeNames=["All"]).get("Messages", [])
+                    for message in batch:
+                        delivery = {"message_id": message["MessageId"],
+                                    "group": message["Attributes"]["MessageGroupId"],
+                                    "body": json.loads(message["Body"]), "function": index,
+                                    "started": time.monotonic()}
+                        with lock:
+                            deliveries.append(delivery)
+                        ok, body = fn.invoke({"Records": [self.record(message)]}, timeout_s=timeout_s)
+                        delivery["finished"] = time.monotonic()
+                        if not (ok and body == {"batchItemFailures": []}):
+                            raise AssertionError(f"message {delivery} failed: {body}")
+                        self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+                except BaseException as exc:  # noqa: BLE001  (reported by drain)
+                    with lock:
+                        state["failure"] = state["failure"] or exc
+                    return
+                finally:
+                    with lock:
+                        state["in_flight"] -= 1
+                if batch:
+                    idle = 0.01
+                    continue
+                with lock:
+                    if state["in_flight"] == 0 and self._empty():
+                        return
+                idle = min(idle * 2, 0.2)  # SQS long-polls; this backs off instead, sparing moto
+                time.sleep(idle)
+
+        threads = [threading.Thread(target=poll, args=(i, fn), daemon=True) for i, fn in enumerate(functions)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if state["failure"]:
+            raise state["failure"]
+        if len(deliveries) > limit:
+            raise AssertionError(f"more than {limit} messages: the queue does not drain")
+        return sorted(deliveries, key=lambda d: d["started"])
+
+    def _empty(self):
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        return all(int(v) == 0 for v in attributes["Attributes"].values())

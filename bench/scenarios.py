@@ -14,6 +14,7 @@ import argparse
 import copy
 import json
 import sys
+import zlib
 from dataclasses import dataclass, field
 
 from local_aws import ACCOUNT, REGION, http_json
@@ -304,6 +305,73 @@ def connect_state(spec, domain_key, storage_key):
     if spec.second_instance:
         instances.append(instance(OTHER_INSTANCE_ID, "acme-emea", ROLE_ARN))
     return {"instances": instances, "storage_configs": storage, "domains": domains, "integrations": integrations}
+
+
+# ----------------------------------------------------------------------------
+# Central mode (issue 15): member accounts, each read through a role the guard
+# assumes there. moto's STS assumes any role ARN, and credentials from it act
+# in the role's account; the double answers each account and Region with its
+# own state (bench/connect_profiles_double.py).
+
+MEMBER_ROLE_NAME = "connect-slr-guard-audit"
+RECORDINGS_KEY = "Call recordings key"
+
+
+def member_role_arn(account, name=MEMBER_ROLE_NAME):
+    return f"arn:aws:iam::{account}:role/{name}"
+
+
+def place_instance_arn(account, region, instance_id):
+    return f"arn:aws:connect:{region}:{account}:instance/{instance_id}"
+
+
+def place_instance_id(account, region, n=0):
+    """A stable instance id of its own for each account, Region and number."""
+    return f"{account[:8]}-{zlib.crc32(region.encode()) & 0xffff:04x}-4000-8000-{n:012d}"
+
+
+@dataclass
+class SeededPlace:
+    account: str
+    region: str
+    role_arn: str  # the account's Connect SLR (shared by its Regions)
+    key_arn: str  # the Region's call recordings key
+    instance_ids: list
+
+    @property
+    def instance_arns(self):
+        return [place_instance_arn(self.account, self.region, i) for i in self.instance_ids]
+
+
+def seed_place(aws, account, region, instances=1, role=True, grant=True, audit_role=True):
+    """One account and Region of an organisation: `instances` ACTIVE instances, each with the account's Connect SLR
+    (`role`: it exists; created once per account) and S3 call recordings under the Region's customer managed key
+    (`grant`: granted to the SLR); and the member audit role (`audit_role`; moto does not need it to exist, AWS
+    does). No Customer Profiles domain, no Kinesis stream: the drifts are a missing SLR or a missing grant."""
+    iam, kms = aws.client("iam", account), aws.client("kms", account, region)
+    slr_arn = f"arn:aws:iam::{account}:role{SLR_PATH}{ROLE_NAME}"
+    names = {r["RoleName"] for r in iam.list_roles()["Roles"]}
+    if role and ROLE_NAME not in names:
+        create_role(iam, Spec(inline={}), ROLE_NAME)
+    if audit_role and MEMBER_ROLE_NAME not in names:
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                         "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}}]}
+        iam.create_role(RoleName=MEMBER_ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
+    key = kms.create_key(Description=RECORDINGS_KEY)["KeyMetadata"]["Arn"]
+    if grant:
+        kms.create_grant(KeyId=key, GranteePrincipal=slr_arn, Operations=["Decrypt", "GenerateDataKey", "Encrypt"])
+    ids = [place_instance_id(account, region, n) for n in range(instances)]
+    docs, storage = [], {}
+    for n, iid in enumerate(ids):
+        doc = instance(iid, f"{account}-{region}-{n}", slr_arn)
+        doc["Arn"] = place_instance_arn(account, region, iid)
+        docs.append(doc)
+        storage[iid] = {"CALL_RECORDINGS": [{
+            "AssociationId": f"rec-{n}", "StorageType": "S3",
+            "S3Config": {"BucketName": f"recordings-{account}-{region}", "BucketPrefix": "connect",
+                         "EncryptionConfig": {"EncryptionType": "KMS", "KeyId": key}}}]}
+    aws.put_state({"instances": docs, "storage_configs": storage}, account=account, region=region)
+    return SeededPlace(account=account, region=region, role_arn=slr_arn, key_arn=key, instance_ids=ids)
 
 
 def event_for(scenario, seeded, raw_text):

@@ -14,7 +14,7 @@ cargo test --locked 2>&1 | tee "$log"
 echo "== end to end: the real binaries against the local AWS bench"
 export VENV_DIR="${VENV_DIR:-$HOME/.cache/connect-slr-guard/venv}"
 venv=$(bash scripts/venv.sh | tail -n 1)
-(cd bench && "$venv/bin/python" -m pytest -p no:cacheprovider -q test_emulator_facts.py test_double.py test_e2e.py test_faults.py test_ledger.py test_work_queue.py test_tls.py test_outputs.py test_remediation.py) 2>&1 | tee -a "$log"
+(cd bench && "$venv/bin/python" -m pytest -p no:cacheprovider -q test_emulator_facts.py test_double.py test_e2e.py test_faults.py test_ledger.py test_work_queue.py test_tls.py test_outputs.py test_remediation.py test_central.py) 2>&1 | tee -a "$log"
 
 echo "== benchmark smoke (bench/benchmark.py --smoke: debug binaries, so it cannot rot)"
 mkdir -p bench/out

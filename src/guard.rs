@@ -19,6 +19,7 @@ use crate::inventory::{self, Options};
 use crate::model::{Incomplete, Instance, KeyIndex, Snapshot, Unverified, keys_of};
 use crate::remediation::{Actor, Filter, Mode};
 use crate::report::{LedgerCounts, PassReport, Sent, metrics};
+use crate::rules;
 use crate::trigger::work::{Recheck, message_group};
 use crate::trigger::{Scope, Trigger};
 
@@ -267,7 +268,7 @@ impl Guard {
                 incomplete: vec![Incomplete {
                     instance_arn: None,
                     resource_arn: role_arn,
-                    what: "the member account's role".to_owned(),
+                    what: rules::incomplete::MEMBER_ROLE.to_owned(),
                     reason: Unverified::Failed(ReadError::from(err).reason()),
                 }],
                 ..Snapshot::default()

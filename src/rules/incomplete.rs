@@ -2,8 +2,12 @@
 
 use serde_json::json;
 
+use super::remedy::sh;
 use crate::finding::{Finding, RuleId};
 use crate::model::{Incomplete, Instance, Observed, Snapshot, Unverified};
+
+/// What a central-mode pass could not assume (`Incomplete::what`).
+pub const MEMBER_ROLE: &str = "the member account's role";
 
 pub fn finding(record: &Incomplete) -> Finding {
     let Incomplete {
@@ -12,12 +16,22 @@ pub fn finding(record: &Incomplete) -> Finding {
         what,
         reason,
     } = record;
-    let mut finding = Finding::new(RuleId::CheckIncomplete, instance_arn.as_deref(), resource_arn)
-        .summary(format!("Could not verify {what} {resource_arn}: {reason}"))
-        .details(json!({ "what": what, "reason": reason.to_string() }))
-        .remediation(
-            "fix the cause above (the guard's read permissions, throttling or network), then re-run: connect-slr-guard audit",
-        );
+    let remediation = if what == MEMBER_ROLE {
+        format!(
+            "deploy deploy/member.yaml in this account (the StackSet, or by hand in the management account) and check that {} trusts the guard's FunctionRoleArn with its external id; the next sweep reads the account again",
+            sh(resource_arn)
+        )
+    } else {
+        "fix the cause above (the guard's read permissions, throttling or network), then re-run: connect-slr-guard audit".to_owned()
+    };
+    let mut finding = Finding::new(
+        RuleId::CheckIncomplete,
+        instance_arn.as_deref(),
+        resource_arn,
+    )
+    .summary(format!("Could not verify {what} {resource_arn}: {reason}"))
+    .details(json!({ "what": what, "reason": reason.to_string() }))
+    .remediation(remediation);
     finding.unverified = Some(reason.clone());
     finding
 }

@@ -4,7 +4,7 @@
 //! missing grant.
 
 mod exposure;
-mod incomplete;
+pub mod incomplete;
 mod kms;
 mod remedy;
 mod role;
