@@ -4,6 +4,7 @@
 use crate::aws::{ConnectApi, ConnectRates};
 use crate::remediation::Mode;
 use crate::rules::RuleSettings;
+use crate::trigger::work::is_account_id;
 
 use std::time::Duration;
 
@@ -231,10 +232,7 @@ fn central(raw: &RawSettings) -> Result<Option<Central>, ConfigError> {
         Some("organization") => MemberAccounts::Organization,
         Some(list) => {
             let ids: Vec<String> = list.split(',').map(|a| a.trim().to_owned()).collect();
-            if ids
-                .iter()
-                .any(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
-            {
+            if !ids.iter().all(|a| is_account_id(a)) {
                 return Err(ConfigError::Invalid {
                     name: "MEMBER_ACCOUNTS",
                     value: list.to_owned(),

@@ -425,6 +425,17 @@ pub fn profiles_domain_arn(instance_arn: &str, region: &str, domain: &str) -> St
     )
 }
 
+/// The partition a Region belongs to (`aws`, `aws-cn`, `aws-us-gov`).
+pub fn region_partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
 /// The partition field of an ARN (`aws`, `aws-cn`, `aws-us-gov`).
 pub fn arn_partition(arn: &str) -> &str {
     arn.split(':').nth(1).unwrap_or("aws")

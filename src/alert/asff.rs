@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::render::{Alert, Status, subject};
 use crate::finding::RuleId;
+use crate::model::region_partition;
 use crate::text::clip;
 
 pub const SCHEMA_VERSION: &str = "2018-10-08";
@@ -95,7 +96,7 @@ pub struct AsffProviderFields {
 pub fn default_product_arn(region: &str, account: &str) -> String {
     format!(
         "arn:{}:securityhub:{region}:{account}:product/{account}/default",
-        partition(region)
+        region_partition(region)
     )
 }
 
@@ -258,7 +259,7 @@ fn resources(alert: &Alert) -> Vec<AsffResource> {
     let resource = |id: &str| AsffResource {
         kind: resource_type(id),
         id: id.to_owned(),
-        partition: partition(alert.region),
+        partition: region_partition(alert.region),
         region: alert.region.to_owned(),
     };
     let mut resources = vec![resource(alert.resource_arn)];
@@ -278,15 +279,5 @@ fn resource_type(arn: &str) -> &'static str {
         "kms" if resource.starts_with("key/") => "AwsKmsKey",
         "kinesis" if resource.starts_with("stream/") => "AwsKinesisStream",
         _ => "Other",
-    }
-}
-
-fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
     }
 }

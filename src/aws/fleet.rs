@@ -15,6 +15,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use super::{Aws, ConnectPace, ConnectRates};
 use crate::config::CONNECT_API_BURST;
 pub use crate::model::Place;
+use crate::model::region_partition;
 
 /// The clients for one place: the guard's own, or a member's.
 pub enum Reads<'a> {
@@ -57,11 +58,7 @@ impl Fleet {
 
     /// The role the guard assumes in `account`, in central mode.
     pub fn role_arn(&self, own: &Aws, account: &str) -> Option<String> {
-        let partition = match own.region.as_str() {
-            r if r.starts_with("cn-") => "aws-cn",
-            r if r.starts_with("us-gov-") => "aws-us-gov",
-            _ => "aws",
-        };
+        let partition = region_partition(&own.region);
         let role = self.role_name.as_ref()?;
         Some(format!("arn:{partition}:iam::{account}:role/{role}"))
     }

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format as DateTimeFormat;
 use clap::{Args, Parser, Subcommand};
+use connect_slr_guard::alert::deliver::rfc3339;
 use connect_slr_guard::alert::ledger::Ledger;
 use connect_slr_guard::alert::mute::{Mute, new_id};
 use connect_slr_guard::aws::Source;
@@ -541,12 +542,6 @@ fn finding_row(f: &OpenFinding) -> Vec<String> {
             .unwrap_or_else(|| "never (held or muted)".to_owned()),
         if f.muted { "yes" } else { "no" }.to_owned(),
     ]
-}
-
-fn rfc3339(epoch_seconds: i64) -> String {
-    DateTime::from_secs(epoch_seconds)
-        .fmt(DateTimeFormat::DateTime)
-        .unwrap_or_default()
 }
 
 fn rule_specs() -> Vec<connect_slr_guard::finding::RuleSpec> {

@@ -410,15 +410,7 @@ async fn outputs_stay_off_unless_configured() {
 
 async fn report_only(account: &Account) -> PassReport {
     let guard = Guard::new(account.aws(), settings_with_topic(), None);
-    guard
-        .run(
-            Scope::Everything,
-            Trigger::audit(),
-            &Options::default(),
-            Delivery::ReportOnly,
-        )
-        .await
-        .unwrap()
+    sweep(&guard, Delivery::ReportOnly).await
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ use connect_slr_guard::inventory::Options;
 use connect_slr_guard::model::{KeyState, Observed, Snapshot};
 use connect_slr_guard::remediation::{Actor, Filter, Mode, Outcome, plan};
 use connect_slr_guard::rules::{RuleSettings, evaluate};
-use connect_slr_guard::trigger::{Scope, Trigger};
 use serde_json::json;
 
 use super::support::*;
@@ -294,15 +293,7 @@ fn guard(account: &Account, mode: Mode) -> Guard {
 
 async fn remediated(account: &Account, mode: Mode) -> connect_slr_guard::report::PassReport {
     let guard = guard(account, mode);
-    let mut report = guard
-        .run(
-            Scope::Everything,
-            Trigger::audit(),
-            &Options::default(),
-            Delivery::ReportOnly,
-        )
-        .await
-        .unwrap();
+    let mut report = sweep(&guard, Delivery::ReportOnly).await;
     guard
         .remediate(
             &mut report,
@@ -374,15 +365,7 @@ async fn dry_run_and_off_make_nothing() {
 
     let (account, created) = remediable_account(true);
     let guard = guard(&account, Mode::Off);
-    let report = guard
-        .run(
-            Scope::Everything,
-            Trigger::audit(),
-            &Options::default(),
-            Delivery::ReportOnly,
-        )
-        .await
-        .unwrap();
+    let report = sweep(&guard, Delivery::ReportOnly).await;
     assert!(created.lock().unwrap().is_empty());
     assert!(report.remediation.is_none());
     assert_eq!(account.kms.calls("CreateGrant"), 0);
@@ -398,15 +381,7 @@ async fn published(account: &mut Account, mode: Mode) -> connect_slr_guard::repo
                 .build()
         }),
     );
-    guard(account, mode)
-        .run(
-            Scope::Everything,
-            Trigger::audit(),
-            &Options::default(),
-            Delivery::Publish,
-        )
-        .await
-        .unwrap()
+    sweep(&guard(account, mode), Delivery::Publish).await
 }
 
 #[tokio::test]

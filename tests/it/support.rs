@@ -31,7 +31,11 @@ use aws_smithy_types::DateTime;
 use connect_slr_guard::aws::{Aws, ConnectPace, ConnectRates};
 use connect_slr_guard::config::Settings;
 use connect_slr_guard::finding::{Finding, RuleId};
+use connect_slr_guard::guard::{Delivery, Guard};
+use connect_slr_guard::inventory::Options;
 use connect_slr_guard::model::{Snapshot, Unverified};
+use connect_slr_guard::report::PassReport;
+use connect_slr_guard::trigger::{Scope, Trigger};
 use serde_json::json;
 
 pub const ACCOUNT: &str = "111122223333";
@@ -80,6 +84,19 @@ pub fn grant_missing() -> Finding {
     .summary("KMS key has no grant for the SLR")
     .details(json!({"used_for": "Customer Profiles domain amazon-connect-acme"}))
     .remediation("aws kms create-grant ...")
+}
+
+/// A sweep of the mocked account through `guard`, sent as `delivery`.
+pub async fn sweep(guard: &Guard, delivery: Delivery) -> PassReport {
+    guard
+        .run(
+            Scope::Everything,
+            Trigger::audit(),
+            &Options::default(),
+            delivery,
+        )
+        .await
+        .expect("the pass runs")
 }
 
 /// A read that failed for `reason`.
